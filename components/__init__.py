@@ -1,0 +1,1 @@
+"""One ComponentResource per concern; see ../README.md for the architecture."""
