@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the system tools the tests run for real (ufw and iptables in network namespaces,
+# rclone against a local S3 server, shellcheck on every shipped script). Idempotent: does
+# nothing when every tool is already there. Used by .ci/run and `make test`.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A needed=(
+  [ufw]=ufw
+  [iptables]=iptables
+  [ip]=iproute2
+  [shellcheck]=shellcheck
+  [rclone]=rclone
+  [flock]=util-linux
+  [pgrep]=procps
+  [curl]=curl
+  [gzip]=gzip
+  [logger]=bsdutils
+  [sshd]=openssh-server
+)
+
+missing=()
+for tool in "${!needed[@]}"; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+    missing+=("${needed[$tool]}")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing system packages: ${missing[*]}; install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and rerun" >&2
+  exit 1
+fi
+echo "installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,38 @@
+# Quick start: `make plan` and `make test`. Both set up .venv from the pinned requirements.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: plan plan-json test bench clean
+
+$(VENV)/.requirements: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+## Render both stacks offline, print what each declares and run the policy pack on it.
+plan: $(VENV)/.requirements
+	$(PY) -m tools.plan
+
+plan-json: $(VENV)/.requirements
+	$(PY) -m tools.plan --json
+
+## Install what the tests run for real (needs root or the packages present), then run them.
+## pytest exits 5 when it collects nothing: that must fail, not pass.
+test: $(VENV)/.requirements-dev
+	bash .ci/system-packages.sh
+	$(PY) -m pytest; status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	  exit $$status
+
+## Print the speed and size figures (nothing asserted).
+bench: $(VENV)/.requirements-dev
+	$(PY) bench/plan_speed.py
+	$(PY) bench/log_archive.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
