@@ -4,6 +4,7 @@ import pulumi
 
 import settings
 from components.host import Host, HostArgs
+from components.log_archive import LogArchive, LogArchiveArgs
 from components.services import Services, ServicesArgs
 from components.tunnel import Tunnel, TunnelArgs
 
@@ -35,6 +36,18 @@ services = Services("jamjam", ServicesArgs(
     tunnel_token=tunnel.token,
     host_ready=host.ready,
 ))
+
+if config.log_archive:
+    archive = LogArchive("logs", LogArchiveArgs(
+        account_id=config.account_id,
+        bucket=config.log_archive.bucket,
+        retention_days=config.log_archive.retention_days,
+        schedule=config.log_archive.schedule,
+        stack=config.stack,
+        connection=host.connection,
+        host_ready=host.ready,
+    ))
+    pulumi.export("logBucket", archive.bucket_name)
 
 pulumi.export("signalingUrl", config.signaling_url)
 pulumi.export("echoAddress", config.echo_address)

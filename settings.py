@@ -126,7 +126,8 @@ class Settings:
             f"{ssh} docker exec jamjam-echo pgrep echo-server",
         ]
         if self.log_archive:
-            checks.append(f"rclone ls r2:{self.log_archive.bucket} --max-depth 1")
+            checks.append(f"{ssh} sudo rclone --config /etc/jamjam/rclone.conf "
+                          f"ls r2:{self.log_archive.bucket} --max-depth 1")
         return checks
 
 

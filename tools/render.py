@@ -132,6 +132,12 @@ class _Mocks(Mocks):
                           "getZeroTrustTunnelCloudflaredToken"):
             return {"accountId": args.args.get("accountId"), "tunnelId": args.args.get("tunnelId"),
                     "token": f"mock-tunnel-connector-token-{self.stack}"}
+        if args.token == ("cloudflare:index/getApiTokenPermissionGroupsList:"
+                          "getApiTokenPermissionGroupsList"):
+            name = args.args.get("name")
+            return {"results": [{"id": hashlib.md5(name.encode()).hexdigest(), "name": name,
+                                 "category": "R2", "description": name, "isSelectable": True,
+                                 "scopes": [args.args.get("scope")]}]}
         raise NotImplementedError(f"the offline render has no mock for the call {args.token}")
 
 
@@ -227,7 +233,12 @@ def render(stack: str, overrides: Mapping[str, Any] | None = None,
     root = runtime_settings.get_root_resource()
     root.outputs = {}
     program = str(ROOT / "__main__.py")
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(program, run_name="__main__")))
+    try:
+        _sync_await(run_pulumi_func(lambda: runpy.run_path(program, run_name="__main__")))
+    except Exception as err:
+        # Lets a caller (the settings tests) prove a bad value stopped the program early.
+        err.registered = tuple(monitor.registrations)  # type: ignore[attr-defined]
+        raise
     outputs = {name: _resolve(value) for name, value in root.outputs.items()}
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs=outputs,
                          examples=examples)
