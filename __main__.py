@@ -5,6 +5,7 @@ import pulumi
 import settings
 from components.host import Host, HostArgs
 from components.log_archive import LogArchive, LogArchiveArgs
+from components.operations import Operations, OperationsArgs
 from components.services import Services, ServicesArgs
 from components.tunnel import Tunnel, TunnelArgs
 
@@ -15,18 +16,18 @@ tunnel = Tunnel("signaling", TunnelArgs(
     zone_id=config.zone_id,
     tunnel_name=config.tunnel_name,
     hostname=config.signaling_hostname,
-    origin=f"http://signaling-server:{config.signaling_port}",
+    origin=config.signaling_origin,
 ))
 
 host = Host("vps", HostArgs(
     ssh=config.ssh,
-    public_ports=(f"{config.echo_port}/udp",),
+    public_ports=config.public_ports,
 ))
 
 services = Services("jamjam", ServicesArgs(
     stack=config.stack,
     docker_host=config.docker_host,
-    ssh_host_key_check=config.ssh.host_key is not None,
+    ssh_host_key_check=config.ssh.host_key_pinned,
     images=config.images,
     log_level=config.log_level,
     echo_delay_ms=config.echo_delay_ms,
@@ -48,6 +49,16 @@ if config.log_archive:
         host_ready=host.ready,
     ))
     pulumi.export("logBucket", archive.bucket_name)
+
+Operations("ops", OperationsArgs(
+    stack=config.stack,
+    settings=config.operations,
+    signaling_hostname=config.signaling_hostname,
+    zone_id=config.zone_id,
+    webhook_url=config.alert_webhook_url,
+    connection=host.connection,
+    host_ready=host.ready,
+))
 
 pulumi.export("signalingUrl", config.signaling_url)
 pulumi.export("echoAddress", config.echo_address)

@@ -60,6 +60,10 @@ class SshSettings:
     private_key: pulumi.Output[str]
     host_key: str | None
 
+    @property
+    def host_key_pinned(self) -> bool:
+        return self.host_key is not None
+
 
 @dataclass(frozen=True)
 class LogArchiveSettings:
@@ -111,6 +115,16 @@ class Settings:
     @property
     def echo_address(self) -> str:
         return f"{self.vps_address}:{self.echo_port}"
+
+    @property
+    def signaling_origin(self) -> str:
+        """Where cloudflared sends tunnel traffic: the signaling container on the bridge."""
+        return f"http://signaling-server:{self.signaling_port}"
+
+    @property
+    def public_ports(self) -> tuple[str, ...]:
+        """Ports the firewall opens besides SSH."""
+        return (f"{self.echo_port}/udp",)
 
     @property
     def docker_host(self) -> str:

@@ -58,6 +58,7 @@ class Resource:
     type: str
     name: str
     urn: str
+    id: str
     custom: bool
     parent: str | None
     provider: str | None
@@ -155,6 +156,7 @@ class _RecordingMonitor(MockMonitor):
                 type=request.type,
                 name=request.name,
                 urn=response.urn,
+                id=response.id,
                 custom=bool(request.custom),
                 parent=request.parent or None,
                 provider=request.provider or None,

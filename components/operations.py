@@ -1,0 +1,124 @@
+"""Scheduled operations on the host (self-healing, resource alerts, image scans, OS updates)
+and the optional external check of the signaling endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_command as command
+
+from components._remote import digest, read_file, remote_file, remote_script
+from components.scheduled_job import ScheduledJob, ScheduledJobArgs, script_path
+from settings import OperationsSettings
+
+ALERT_SCRIPT = "jamjam-alert.sh"
+WEBHOOK_FILE = "/etc/jamjam/alert-webhook"
+_UPGRADES = "unattended-upgrades"
+# The distribution's own unattended-upgrades does the work; these files only scope it to
+# security updates and move its run into the maintenance window.
+_UPGRADE_FILES = {
+    "52jamjam-unattended-upgrades": "/etc/apt/apt.conf.d/52jamjam-unattended-upgrades",
+    "20auto-upgrades": "/etc/apt/apt.conf.d/20auto-upgrades",
+    "apt-daily-upgrade-window.conf":
+        "/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf",
+}
+MAINTENANCE_REBOOT_TIME = "03:30"
+
+
+@dataclass(frozen=True)
+class OperationsArgs:
+    stack: str
+    settings: OperationsSettings
+    signaling_hostname: str
+    zone_id: str
+    webhook_url: pulumi.Output[str] | None
+    connection: command.remote.ConnectionArgs
+    host_ready: pulumi.Resource
+
+
+class Operations(pulumi.ComponentResource):
+    """What the runbooks ask of the host besides serving: each job on or off per stack."""
+
+    def __init__(self, name: str, args: OperationsArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jamjam:index:Operations", name, None, opts)
+        ops = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        after = pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready])
+
+        alert = remote_file(f"{name}-alert-script", args.connection, script_path(ALERT_SCRIPT),
+                            read_file(ALERT_SCRIPT), mode="0755", opts=after)
+        ready: list[pulumi.Resource] = [alert]
+        if args.webhook_url is not None:
+            # A file, not a cron variable or an argument: only root can read it, and it never
+            # shows in a process list or in command output kept in state.
+            ready.append(remote_file(
+                f"{name}-alert-webhook", args.connection, WEBHOOK_FILE,
+                args.webhook_url.apply(lambda url: url + "\n"), mode="0600", secret=True,
+                opts=after))
+        environment = {"JAMJAM_STACK": args.stack,
+                       "JAMJAM_ALERT": script_path(ALERT_SCRIPT),
+                       "JAMJAM_ALERT_WEBHOOK_FILE": WEBHOOK_FILE}
+
+        def job(role: str, script: str, schedule: str, description: str, **extra: str) -> None:
+            ScheduledJob(f"{name}-{role}", ScheduledJobArgs(
+                connection=args.connection, script=script, schedule=schedule,
+                description=description, environment={**environment, **extra}, after=ready,
+            ), opts=child)
+
+        if ops.self_heal:
+            job("heal", "heal-containers.sh", "* * * * *",
+                "restart this stack's unhealthy containers, with back-off")
+        if ops.resource_alerts:
+            job("resources", "resource-alert.sh", "7 * * * *",
+                "alert once per incident on disk or memory pressure",
+                JAMJAM_DISK_ALERT_PERCENT=str(ops.disk_alert_percent),
+                JAMJAM_MEM_ALERT_PERCENT=str(ops.memory_alert_percent))
+        if ops.image_scan:
+            trivy = remote_script(f"{name}-trivy", args.connection, "install-trivy.sh", [],
+                                  opts=after)
+            ScheduledJob(f"{name}-image-scan", ScheduledJobArgs(
+                connection=args.connection, script="image-scan.sh",
+                schedule=ops.image_scan_schedule,
+                description="weekly HIGH/CRITICAL vulnerability scan of the running images",
+                environment=environment, after=[*ready, trivy],
+            ), opts=child)
+        if ops.os_updates:
+            self._os_updates(name, args, after)
+        if ops.external_health_check:
+            cloudflare.Healthcheck(
+                f"{name}-signaling-check",
+                zone_id=args.zone_id,
+                name=f"jamjam-{args.stack}-signaling",
+                description=f"https://{args.signaling_hostname} answers through the tunnel",
+                address=args.signaling_hostname,
+                type="HTTPS",
+                http_config=cloudflare.HealthcheckHttpConfigArgs(
+                    method="GET", path="/", port=443, follow_redirects=False,
+                    # Any answer from signaling-server proves tunnel and origin are up; it need
+                    # not serve plain GETs. Down shows as 5xx (502, 530) from Cloudflare.
+                    expected_codes=["2xx", "3xx", "4xx"]),
+                interval=60, retries=2, timeout=5, consecutive_fails=2, consecutive_successes=1,
+                opts=child)
+        self.register_outputs({})
+
+    def _os_updates(self, name: str, args: OperationsArgs,
+                    after: pulumi.ResourceOptions) -> None:
+        files = []
+        for source, path in _UPGRADE_FILES.items():
+            content = (read_file(f"{_UPGRADES}/{source}")
+                       .replace("@AUTOMATIC_REBOOT@",
+                                "true" if args.settings.os_updates_reboot else "false")
+                       .replace("@REBOOT_TIME@", MAINTENANCE_REBOOT_TIME))
+            files.append((content, remote_file(f"{name}-upgrades-{source.split('-')[0]}",
+                                               args.connection, path, content, mode="0644",
+                                               opts=after)))
+        # Reinstalls nothing when the files are unchanged; a change to them reloads systemd
+        # so the new timer window takes effect.
+        remote_script(f"{name}-os-updates", args.connection, "os-updates.sh", ["apply"],
+                      delete_args=["remove", *_UPGRADE_FILES.values()],
+                      triggers=[digest("".join(content for content, _ in files))],
+                      opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(
+                          depends_on=[resource for _, resource in files])))
