@@ -17,16 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "command:remote:Command"
 
 
-def _cron_files(stack: RenderedStack) -> dict[str, str]:
-    """/etc/cron.d path -> content, for every cron entry the stack installs."""
-    found = {}
-    for resource in stack.of_type(COMMAND):
-        match = re.search(r"(/etc/cron\.d/[\w-]+)\.pulumi-new", resource.inputs.get("create", ""))
-        if match:
-            found[match.group(1)] = resource.inputs["stdin"]
-    return found
-
-
 def _files(stack: RenderedStack) -> dict[str, object]:
     """Path -> stdin of every remote_file the stack writes."""
     found = {}
@@ -35,6 +25,12 @@ def _files(stack: RenderedStack) -> dict[str, object]:
         if match:
             found[match.group(1)] = resource.inputs["stdin"]
     return found
+
+
+def _cron_files(stack: RenderedStack) -> dict[str, str]:
+    """/etc/cron.d path -> content, for every cron entry the stack installs."""
+    return {path: content for path, content in _files(stack).items()
+            if path.startswith("/etc/cron.d/")}
 
 
 def _schedule_line(content: str) -> list[str]:
