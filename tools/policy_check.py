@@ -1,0 +1,184 @@
+"""Run the policy pack offline: the same rules `pulumi preview --policy-pack policies` runs.
+
+    python -m tools.policy_check production            # render, check, report; exit 1 if mandatory
+    python -m tools.policy_check test --config cfg.json
+
+:func:`check` builds the validation arguments the way pulumi-policy's analyzer does from what the
+engine sends (``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``): camelCase inputs, secrets
+unwrapped, numbers as floats, props behind the unknown-checking proxy, each policy's config
+(its schema defaults under the config file's values) and its enforcement level, which the
+config may override (``"all"`` or per policy, like `--policy-pack-config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES_DIR = ROOT / "policies"
+if str(POLICIES_DIR) not in sys.path:
+    # The analyzer runs policies/__main__.py from policies/, so the package is top-level there.
+    sys.path.insert(0, str(POLICIES_DIR))
+
+from jamjam_policies import ALL_POLICIES  # noqa: E402
+from jamjam_policies.config import defaults  # noqa: E402
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
+    PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
+
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+LEVELS = ("mandatory", "advisory")
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    level: str      # "mandatory" | "advisory"
+    resource: str | None
+    """URN of the resource the violation is about; None for the stack as a whole."""
+    message: str
+
+
+def wire(value: Any) -> Any:
+    """A value as the analyzer deserializes it: secrets unwrapped, numbers as floats."""
+    if isinstance(value, Mapping):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            return wire(value.get("value"))
+        return {str(k): wire(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [wire(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
+def _provider(ref: str | None) -> PolicyProviderResource | None:
+    # A provider reference is "<provider urn>::<id>"; the URN ends "<type>::<name>".
+    if not ref:
+        return None
+    urn = ref.rsplit("::", 1)[0]
+    qualified, name = urn.rsplit("::", 1)
+    return PolicyProviderResource(qualified.rsplit("$", 1)[-1], unknown_checking_proxy({}), urn,
+                                  name)
+
+
+def _options(parent: str | None) -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], parent)
+
+
+def _policy_settings(config: Mapping[str, Any] | None, policy: Any) -> tuple[str, dict]:
+    """(enforcement level, properties) for one policy from a --policy-pack-config mapping."""
+    level = policy.enforcement_level.value if policy.enforcement_level else "advisory"
+    config = config or {}
+    properties = defaults(policy.config_schema)
+    for key in ("all", policy.name):
+        entry = config.get(key)
+        if isinstance(entry, str):
+            level = entry
+        elif isinstance(entry, Mapping) and key == policy.name:
+            level = entry.get("enforcementLevel", level)
+            properties.update({k: wire(v) for k, v in entry.items() if k != "enforcementLevel"})
+        elif isinstance(entry, Mapping):
+            level = entry.get("enforcementLevel", level)
+    return EnforcementLevel(level).value, properties
+
+
+def check(stack_name: str, resources: Iterable[Any],
+          config: Mapping[str, Any] | None = None) -> list[Violation]:
+    """Every violation of the pack on ``resources`` (objects with type, name, urn, inputs,
+    parent, provider: tools.render.Resource), in pack order."""
+    resources = list(resources)
+    violations: list[Violation] = []
+    for policy in ALL_POLICIES:
+        level, properties = _policy_settings(config, policy)
+        if level == "disabled":
+            continue
+        if level == "remediate":
+            level = "mandatory"
+
+        def report(message: str, urn: str | None = None, *, _policy=policy,
+                   _level=level) -> None:
+            violations.append(Violation(_policy.name, _level, urn, message))
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource in resources:
+                args = ResourceValidationArgs(
+                    resource.type, unknown_checking_proxy(wire(resource.inputs)), resource.urn,
+                    resource.name, _options(resource.parent), _provider(resource.provider),
+                    dict(properties))
+                _run(policy, args, lambda m, u=None, r=resource.urn: report(m, u or r),
+                     violations)
+        elif isinstance(policy, StackValidationPolicy):
+            if policy.config_schema and "stack" in policy.config_schema.properties:
+                properties.setdefault("stack", stack_name)
+            by_urn: dict[str, PolicyResource] = {}
+            for resource in resources:
+                by_urn[resource.urn] = PolicyResource(
+                    resource.type, unknown_checking_proxy(wire(resource.inputs)), resource.urn,
+                    resource.name, _options(resource.parent), _provider(resource.provider),
+                    None, [], {})
+            for resource in resources:
+                if resource.parent in by_urn:
+                    by_urn[resource.urn].parent = by_urn[resource.parent]
+            args = StackValidationArgs(list(by_urn.values()), dict(properties))
+            _run(policy, args, report, violations)
+    return violations
+
+
+def _run(policy: Any, args: Any, report: Any, violations: list[Violation]) -> None:
+    try:
+        policy.validate(args, report)
+    except UnknownValueError as err:
+        # What the analyzer does with an unknown a rule didn't handle: an advisory note.
+        violations.append(Violation(policy.name, "advisory", getattr(args, "urn", None),
+                                    f"Policy {policy.name} can't run during preview: {err.message}."))
+
+
+def format_report(violations: list[Violation]) -> str:
+    if not violations:
+        return "Policies: every rule passes."
+    lines = []
+    for level in LEVELS:
+        found = [v for v in violations if v.level == level]
+        if found:
+            lines.append(f"Policies, {level} ({len(found)}):")
+            lines += [f"  - [{v.policy}] {v.message}" for v in found]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.render import STACKS, render
+
+    parser = argparse.ArgumentParser(prog="python -m tools.policy_check",
+                                     description="Run the policy pack on rendered stacks, offline.")
+    parser.add_argument("stacks", nargs="*", metavar="stack", help=f"one of {', '.join(STACKS)} "
+                        "(default: all)")
+    parser.add_argument("--config", type=Path, help="a --policy-pack-config JSON file")
+    args = parser.parse_args(argv)
+    for name in args.stacks:
+        if name not in STACKS:
+            parser.error(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
+    config = json.loads(args.config.read_text()) if args.config else None
+    failed = False
+    for name in args.stacks or STACKS:
+        violations = check(name, render(name).resources, config)
+        failed |= any(v.level == "mandatory" for v in violations)
+        print(f"Stack {name}:\n{format_report(violations)}\n")
+    if failed:
+        print("A mandatory policy is violated; see above.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
