@@ -11,6 +11,9 @@
 # these and jumps to first. The block lives in ufw's after.rules / after6.rules (the approach
 # the ufw-docker project popularised) so ufw restores it on reload and on boot.
 #
+# Docker's bridges are docker0 and br-<id> (one per compose network); a network given another
+# name with com.docker.network.bridge.name would not be covered.
+#
 # Both actions are idempotent, allow SSH before enabling anything, and `remove` leaves SSH
 # allowed: neither can lock the operator out.
 set -euo pipefail
@@ -29,8 +32,9 @@ usage() {
   fail "usage: firewall.sh apply|remove --ssh-port PORT [--allow PORT/PROTO ...] (for example: firewall.sh apply --ssh-port 22 --allow 5000/udp)"
 }
 
+# No leading zeros: ufw and iptables would each read "08080" their own way.
 valid_port() {
-  [[ "$1" =~ ^[0-9]{1,5}$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]
+  [[ "$1" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$1" -le 65535 ]
 }
 
 # --- arguments: all checked before anything changes --------------------------------------
@@ -62,7 +66,14 @@ while [ "$#" -gt 0 ]; do
   esac
 done
 [ -n "$ssh_port" ] || fail "--ssh-port is required so SSH is never closed (for example: --ssh-port 22)"
-command -v ufw >/dev/null || fail "ufw is not installed (apt-get install ufw)"
+# One order whatever the command line says, so the same list always yields the same rules.
+if [ "${#allowed[@]}" -gt 0 ]; then
+  mapfile -t allowed < <(printf '%s\n' "${allowed[@]}" | sort -u)
+fi
+if ! command -v ufw >/dev/null; then
+  echo "firewall.sh: ufw is not installed (apt-get install ufw)" >&2
+  exit 1
+fi
 
 # --- ufw rules -----------------------------------------------------------------------------
 # Rules this script added carry the comment "jamjam"; anything else an operator added by hand
@@ -90,21 +101,31 @@ sync_allowed() {
 
 # --- the DOCKER-USER block -------------------------------------------------------------------
 docker_user_block() {
-  local spec port proto
+  local spec port proto bridge
   echo "$BEGIN"
   echo "*filter"
   # Declaring the chain makes ufw (iptables-restore --noflush) recreate it empty on every
   # load, so a reload never duplicates rules. Docker keeps its jump to it from FORWARD.
   echo ":DOCKER-USER - [0:0]"
+  # Replies, to outside clients and to the containers' own outbound connections.
   echo "-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
+  # Whatever a container starts (cloudflared to Cloudflare, echo-server to signaling-server)
+  # goes on to Docker's own rules.
+  for bridge in docker0 br-+; do
+    echo "-A DOCKER-USER -i $bridge -j RETURN"
+  done
+  # The port the client asked for, before Docker's DNAT rewrote it, is what the allowlist names.
   for spec in "$@"; do
     port=${spec%/*}
     proto=${spec#*/}
-    echo "-A DOCKER-USER -p $proto -m conntrack --ctstate DNAT --ctorigdstport $port --ctdir ORIGINAL -j RETURN"
+    echo "-A DOCKER-USER -p $proto -m conntrack --ctstate NEW --ctorigdstport $port --ctdir ORIGINAL -j RETURN"
   done
-  # Anything else that Docker DNATs to a container (a port published by mistake) is dropped.
-  # Traffic the containers start themselves is not DNATed and goes on to Docker's own rules.
-  echo "-A DOCKER-USER -m conntrack --ctstate DNAT -j DROP"
+  # Everything else from outside to a container is dropped: a port published by mistake, and
+  # packets a neighbour on the provider's network routes straight to a container address.
+  for bridge in docker0 br-+; do
+    echo "-A DOCKER-USER -o $bridge -j DROP"
+  done
+  # Forwarding that has nothing to do with Docker is left to ufw's route rules.
   echo "-A DOCKER-USER -j RETURN"
   echo "COMMIT"
   echo "$END"
@@ -144,9 +165,11 @@ ufw_active() {
 
 case "$action" in
   apply)
+    # Rules before defaults: on a host where ufw is already active, denying first would refuse
+    # new SSH connections until the allow rule arrived.
+    sync_allowed "${allowed[@]}"
     ufw default deny incoming >/dev/null
     ufw default allow outgoing >/dev/null
-    sync_allowed "${allowed[@]}"
     write_block "$UFW_DIR/after.rules" with "${allowed[@]}"
     write_block "$UFW_DIR/after6.rules" with "${allowed[@]}"
     if ufw_active; then
