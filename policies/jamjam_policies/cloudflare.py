@@ -135,7 +135,7 @@ def _broad_resources(resources: Any, path: str = "") -> list[str]:
         return [f"its resources {resources!r} are not a JSON object"]
     found = []
     for key, value in resources.items():
-        if key == "*" or key.endswith(".*"):
+        if "*" in key:  # "...account.*", "...zone.*", "..._default_*": a wildcard
             found.append(f"{key!r} grants every resource of that kind")
         elif isinstance(value, dict):
             found += _broad_resources(value, key)

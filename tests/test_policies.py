@@ -1,0 +1,493 @@
+"""The policy pack: every rule on a compliant baseline, then each way to break it.
+
+Each case changes one property of a baseline from tests/policy_fixtures.py and runs one policy
+the way pulumi-policy's analyzer calls it (protobuf round trip, secrets unwrapped, numbers as
+floats, unknowns behind the proxy). policies/__main__.py is never imported: building the
+PolicyPack starts the analyzer's server and blocks.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+
+from tests.policy_fixtures import (
+    ACCOUNT, API_TOKEN, BASELINES, CLOUDFLARED, COMMAND, CONTAINER, CUSTOM_DOMAIN, DNS, DNS_RECORD,
+    ECHO, FIREWALL, LOGS_BUCKET, MANAGED_DOMAIN, R2_BUCKET, R2_CUSTOM_DOMAIN, R2_MANAGED_DOMAIN,
+    REMOTE_IMAGE, REMOTE_IMAGE_BASE, SIGNALING, TOKEN, TUNNEL_CONFIG, TUNNEL_CONFIG_BASE,
+    UNKNOWN, UPLOAD_CRON, ZONE, analyzer_props, changed, secret, stack_violations, violations,
+)
+from jamjam_policies import ALL_POLICIES, CONFIG_DEFAULTS, PACK_NAME  # noqa: E402 (path set above)
+from jamjam_policies.config import PORT_PROTO  # noqa: E402
+from tools import policy_check  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+
+
+def fw(command: str) -> dict:
+    return changed(FIREWALL, "create", command)
+
+
+# (policy, resource type, inputs, what the message must say)
+BREAKS = [
+    # --- signaling-port-never-public: every path to 8080 ---------------------------------
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "ports.0.internal", 8080), "port 8080"),
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "ports.0.external", 8080), "host port 8080"),
+    ("signaling-port-never-public", CONTAINER,
+     changed(ECHO, "ports", [{"internal": 8080, "external": 8080, "protocol": "udp"}]), "8080/udp"),
+    ("signaling-port-never-public", CONTAINER,
+     changed(ECHO, "ports", [{"internal": 8080}]), "random host port"),
+    ("signaling-port-never-public", CONTAINER,
+     changed(SIGNALING, "ports", [{"internal": 8080, "external": 8080, "ip": "0.0.0.0"}]), "0.0.0.0"),
+    ("signaling-port-never-public", CONTAINER,
+     changed(SIGNALING, "ports", [{"internal": 8080, "external": 8080, "ip": "10.0.0.5"}]), "10.0.0.5"),
+    ("signaling-port-never-public", CONTAINER,
+     changed(SIGNALING, "ports", [{"internal": 8080, "external": 8080, "ip": "::"}]), "on ::"),
+    ("signaling-port-never-public", CONTAINER, changed(SIGNALING, "networkMode", "host"), "host network"),
+    ("signaling-port-never-public", CONTAINER, changed(SIGNALING, "publishAllPorts", True), "publishAllPorts"),
+    ("signaling-port-never-public", COMMAND, fw(FIREWALL["create"] + " --allow 8080/tcp"), "--allow 8080/tcp"),
+    ("signaling-port-never-public", COMMAND, fw(FIREWALL["create"] + " --allow 8080"), "--allow 8080"),
+    ("signaling-port-never-public", COMMAND, fw(FIREWALL["create"] + " --allow=8000:8100/tcp"), "8000:8100"),
+    ("signaling-port-never-public", COMMAND, fw("sudo -n bash -s -- apply --ssh-port 8080"), "--ssh-port 8080"),
+    ("signaling-port-never-public", COMMAND, changed(FIREWALL, "update", "sudo ufw allow 8080"), "ufw allow 8080"),
+    ("signaling-port-never-public", COMMAND, fw("sudo ufw allow proto tcp from any to any port 8080"), "port 8080"),
+    ("signaling-port-never-public", COMMAND,
+     changed(FIREWALL, "stdin", "#!/bin/sh\nufw allow 8080/tcp\n"), "ufw allow 8080/tcp"),
+    ("signaling-port-never-public", COMMAND,
+     fw("sudo iptables -I INPUT -p tcp --dport 8080 -j ACCEPT"), "--dport 8080"),
+    ("signaling-port-never-public", COMMAND,
+     fw("docker run -d -p 8080:8080 ghcr.io/koeda/jamjam-signaling-server:0.1.0"), "host port 8080"),
+    ("signaling-port-never-public", COMMAND,
+     fw("docker run -d --network host ghcr.io/koeda/jamjam-signaling-server:0.1.0"), "host network"),
+    # fail closed: unknown at preview
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "ports", UNKNOWN), "unknown at preview"),
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "ports.0.internal", UNKNOWN), "unknown port"),
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "ports.0.external", UNKNOWN), "unknown at preview"),
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "networkMode", UNKNOWN), "networkMode unknown"),
+    ("signaling-port-never-public", CONTAINER, changed(ECHO, "publishAllPorts", UNKNOWN), "publishAllPorts unknown"),
+    ("signaling-port-never-public", COMMAND, fw(UNKNOWN), "create command unknown"),
+    ("signaling-port-never-public", COMMAND, changed(FIREWALL, "stdin", UNKNOWN), "stdin command unknown"),
+    # --- public-ports-allowlisted ---------------------------------------------------------
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "ports.0.external", 5001), "5001/udp is not"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "ports.0.protocol", "tcp"), "5000/tcp is not"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "ports.0.protocol"), "5000/tcp is not"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "ports.0.external"), "random host port"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "ports.0.external", UNKNOWN), "allowlist can't cover"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "networkMode", "host"), "host network"),
+    ("public-ports-allowlisted", CONTAINER, changed(ECHO, "publishAllPorts", True), "publishAllPorts"),
+    ("public-ports-allowlisted", COMMAND, fw("apply --ssh-port 22 --allow 5001/udp"), "5001/udp"),
+    ("public-ports-allowlisted", COMMAND, fw("apply --ssh-port 22 --allow 5000"), "5000/tcp"),
+    ("public-ports-allowlisted", COMMAND, fw("apply --ssh-port 2222 --allow 5000/udp"), "2222/tcp"),
+    ("public-ports-allowlisted", COMMAND, fw("apply --ssh-port 22 --allow $PORTS"), "not a literal"),
+    ("public-ports-allowlisted", COMMAND, fw("sudo ufw allow http"), "80/tcp"),
+    ("public-ports-allowlisted", COMMAND, fw("iptables -A INPUT -p udp --dport 6000 -j ACCEPT"), "6000/udp"),
+    ("public-ports-allowlisted", COMMAND, fw(UNKNOWN), "unknown at preview"),
+    # --- containers -----------------------------------------------------------------------
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver"), "logDriver None"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver", "syslog"), "'syslog'"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logOpts.max-size"), "max-size"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logOpts.max-file"), "max-file"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logOpts"), "max-size or max-file"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver", UNKNOWN), "unknown at preview"),
+    ("container-restart-policy", CONTAINER, changed(ECHO, "restart"), "unset"),
+    ("container-restart-policy", CONTAINER, changed(ECHO, "restart", "no"), "'no'"),
+    ("container-restart-policy", CONTAINER, changed(ECHO, "restart", "on-failure"), "'on-failure'"),
+    ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck"), "no healthcheck"),
+    ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck.tests", []), "no healthcheck"),
+    ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck.tests", ["NONE"]), "no healthcheck"),
+    ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck", UNKNOWN), "unknown at preview"),
+    ("container-not-privileged", CONTAINER, changed(ECHO, "privileged", True), "runs privileged"),
+    ("container-not-privileged", CONTAINER, changed(ECHO, "privileged", UNKNOWN), "unknown at preview"),
+    ("container-no-docker-socket", CONTAINER,
+     changed(ECHO, "mounts", [{"target": "/var/run/docker.sock", "source": "/var/run/docker.sock",
+                               "type": "bind"}]), "/var/run/docker.sock"),
+    ("container-no-docker-socket", CONTAINER,
+     changed(ECHO, "mounts", [{"target": "/sock", "source": "/run/docker.sock", "type": "bind"}]),
+     "/run/docker.sock"),
+    ("container-no-docker-socket", CONTAINER,
+     changed(ECHO, "volumes", [{"containerPath": "/host-run", "hostPath": "/var/run"}]), "'/var/run'"),
+    ("container-no-docker-socket", CONTAINER,
+     changed(ECHO, "volumes", [{"containerPath": "/d", "hostPath": "/var/run/docker.sock"}]), "volumes"),
+    ("container-no-docker-socket", CONTAINER,
+     changed(ECHO, "mounts", [{"target": "/x", "source": UNKNOWN, "type": "bind"}]), "unknown at preview"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "command", ["tunnel", "run", "--token", "abc"]), "the flag --token"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "command", ["tunnel", "run", "--token=abc"]), "the flag --token"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "command", ["tunnel", "run", "eyJhIjoiMDEyMzQ1Njc4OWFiY2RlZiJ9"]), "token-looking"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "entrypoints", ["env", "TUNNEL_TOKEN=abc", "cloudflared"]), "entrypoints"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "command", ["run", secret("Hh6DWeBgiJlXazfJe3m31lcJ98R6QNpcKcgMO42hfAY=")]),
+     "token-looking"),
+    ("container-no-secret-in-command", CONTAINER,
+     changed(CLOUDFLARED, "command", ["tunnel", "run", UNKNOWN]), "unknown at preview"),
+    ("container-image-pinned", CONTAINER, changed(ECHO, "image", "cloudflare/cloudflared"), "can change"),
+    ("container-image-pinned", CONTAINER, changed(ECHO, "image", "cloudflare/cloudflared:latest"), ":latest"),
+    ("container-image-pinned", CONTAINER, changed(ECHO, "image", "localhost:5000/echo"), "localhost:5000/echo"),
+    ("container-image-pinned", REMOTE_IMAGE, changed(REMOTE_IMAGE_BASE, "name", "ghcr.io/koeda/echo:latest"), "latest"),
+    # --- Cloudflare -----------------------------------------------------------------------
+    ("tunnel-dns-proxied", DNS_RECORD, changed(DNS, "proxied", False), "not proxied"),
+    ("tunnel-dns-proxied", DNS_RECORD, changed(DNS, "proxied"), "not proxied"),
+    ("tunnel-dns-proxied", DNS_RECORD, changed(DNS, "proxied", UNKNOWN), "unknown at preview"),
+    ("tunnel-dns-proxied", DNS_RECORD, changed(changed(DNS, "content", UNKNOWN), "proxied", False),
+     "unknown at preview"),
+    ("tunnel-ingress-catch-all", TUNNEL_CONFIG, changed(TUNNEL_CONFIG_BASE, "config.ingresses.1"),
+     "matches a hostname"),
+    ("tunnel-ingress-catch-all", TUNNEL_CONFIG, changed(TUNNEL_CONFIG_BASE, "config.ingresses.1.path", "/ws"),
+     "matches a path"),
+    ("tunnel-ingress-catch-all", TUNNEL_CONFIG, changed(TUNNEL_CONFIG_BASE, "config.ingresses", []), "no ingress"),
+    ("tunnel-ingress-catch-all", TUNNEL_CONFIG, changed(TUNNEL_CONFIG_BASE, "config", UNKNOWN), "unknown at preview"),
+    ("tunnel-origin-tls-verified", TUNNEL_CONFIG,
+     changed(TUNNEL_CONFIG_BASE, "config.originRequest", {"noTlsVerify": True}), "config.originRequest"),
+    ("tunnel-origin-tls-verified", TUNNEL_CONFIG,
+     changed(TUNNEL_CONFIG_BASE, "config.ingresses.0.originRequest", {"noTlsVerify": True}),
+     "config.ingresses[0] (signaling-jamjam.koeda.me)"),
+    ("tunnel-origin-tls-verified", TUNNEL_CONFIG,
+     changed(TUNNEL_CONFIG_BASE, "config.ingresses.1.originRequest", {"noTlsVerify": UNKNOWN}),
+     "unknown at preview"),
+    ("logs-bucket-private", R2_MANAGED_DOMAIN, changed(MANAGED_DOMAIN, "enabled", True), "r2.dev"),
+    ("logs-bucket-private", R2_MANAGED_DOMAIN, changed(MANAGED_DOMAIN, "enabled", UNKNOWN), "r2.dev"),
+    ("logs-bucket-private", R2_CUSTOM_DOMAIN, changed(CUSTOM_DOMAIN, "bucketName", "jamjam-logs"),
+     "custom domain 'site.koeda.me'"),
+    ("logs-bucket-private", R2_CUSTOM_DOMAIN, changed(CUSTOM_DOMAIN, "bucketName", UNKNOWN), "may be jamjam-logs"),
+    ("api-tokens-scoped", API_TOKEN,
+     changed(TOKEN, "policies.0.resources", '{"com.cloudflare.api.account.*": "*"}'), "account.*"),
+    ("api-tokens-scoped", API_TOKEN,
+     changed(TOKEN, "policies.0.resources", json.dumps({f"com.cloudflare.api.account.{ACCOUNT}": "*"})),
+     "whole account"),
+    ("api-tokens-scoped", API_TOKEN,
+     changed(TOKEN, "policies.0.resources", json.dumps(
+         {f"com.cloudflare.api.account.{ACCOUNT}": {"com.cloudflare.api.account.zone.*": "*"}})),
+     "zone.*"),
+    ("api-tokens-scoped", API_TOKEN,
+     changed(TOKEN, "policies.0.resources", {"com.cloudflare.api.account.zone.*": "*"}), "zone.*"),
+    ("api-tokens-scoped", API_TOKEN,
+     changed(TOKEN, "policies.0.resources", {f"com.cloudflare.edge.r2.bucket.{ACCOUNT}_default_*": "*"}),
+     "_default_*"),
+    ("api-tokens-scoped", API_TOKEN, changed(TOKEN, "policies.0.resources", "not json"), "not a JSON object"),
+    ("api-tokens-scoped", API_TOKEN, changed(TOKEN, "policies.0.resources", UNKNOWN), "unknown at preview"),
+    ("api-tokens-scoped", API_TOKEN, changed(TOKEN, "policies", UNKNOWN), "unknown at preview"),
+]
+
+
+def _case_id(case) -> str:
+    return f"{case[0]}-{case[3]}"
+
+
+RESOURCE_POLICIES = [p for p in ALL_POLICIES if isinstance(p, ResourceValidationPolicy)]
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("policy", RESOURCE_POLICIES, ids=lambda p: p.name)
+def test_compliant_baseline_passes(policy, name):
+    type_, inputs = BASELINES[name]
+    assert violations(policy.name, type_, inputs, name) == []
+
+
+@pytest.mark.parametrize("policy_name,type_,inputs,expected", BREAKS, ids=map(_case_id, BREAKS))
+def test_each_way_to_break_a_rule_is_reported(policy_name, type_, inputs, expected):
+    found = violations(policy_name, type_, inputs, name="broken")
+    assert found, f"{policy_name} let this through: {inputs}"
+    text = "\n".join(found)
+    assert expected in text
+    for message in found:
+        assert f"{type_} 'broken'" in message, "the message names the resource (type and name)"
+        assert message.rstrip().endswith("."), "the message is whole sentences"
+
+
+def test_every_rule_has_a_breaking_case():
+    broken = {case[0] for case in BREAKS}
+    resource_rules = {p.name for p in RESOURCE_POLICIES}
+    assert resource_rules <= broken, f"no breaking case for {resource_rules - broken}"
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.1.2.3", "::1", "localhost"])
+def test_signaling_port_bound_to_loopback_is_allowed(ip):
+    inputs = changed(SIGNALING, "ports", [{"internal": 8080, "external": 8080, "ip": ip}])
+    assert violations("signaling-port-never-public", CONTAINER, inputs) == []
+    assert violations("public-ports-allowlisted", CONTAINER, inputs) == []
+
+
+@pytest.mark.parametrize("command", [
+    "sudo ufw allow out 8080/tcp",                        # outgoing, not public
+    "sudo iptables -D INPUT -p tcp --dport 8080 -j ACCEPT",  # removes a rule
+    "sudo iptables -A INPUT -p tcp --dport 8080 -j DROP",
+    "docker run -d -p 127.0.0.1:8080:8080 img:1",
+])
+def test_commands_that_do_not_open_8080_pass(command):
+    assert violations("signaling-port-never-public", COMMAND, fw(command)) == []
+
+
+def test_a_commented_out_rule_opens_nothing():
+    inputs = changed(FIREWALL, "stdin", "#!/bin/sh\n# ufw allow 8080/tcp\nufw reload  # not 8080\n")
+    assert violations("signaling-port-never-public", COMMAND, inputs) == []
+
+
+def test_a_missing_ip_means_every_address():
+    inputs = changed(SIGNALING, "ports", [{"internal": 8080, "external": 18080}])
+    [message] = violations("signaling-port-never-public", CONTAINER, inputs, "jamjam-signaling")
+    assert "0.0.0.0" in message and "jamjam-signaling" in message
+
+
+# --- config ---------------------------------------------------------------------------------
+
+def test_allowlist_comes_from_config():
+    opened = fw(FIREWALL["create"] + " --allow 443/tcp")
+    assert violations("public-ports-allowlisted", COMMAND, opened)
+    config = {"publicPorts": ["22/tcp", "5000/udp", "443/tcp"]}
+    assert violations("public-ports-allowlisted", COMMAND, opened, config=config) == []
+    only_ssh = {"publicPorts": ["22/tcp"]}
+    [message] = violations("public-ports-allowlisted", CONTAINER, ECHO, config=only_ssh)
+    assert "5000/udp is not" in message and "(22/tcp)" in message
+
+
+def test_allowlist_never_licenses_the_signaling_port():
+    opened = fw(FIREWALL["create"] + " --allow 8080/tcp")
+    config = {"publicPorts": ["22/tcp", "5000/udp", "8080/tcp"]}
+    assert violations("public-ports-allowlisted", COMMAND, opened, config=config) == []
+    assert violations("signaling-port-never-public", COMMAND, opened)
+
+
+def test_signaling_port_comes_from_config():
+    # JSON numbers reach the policy as floats.
+    config = {"signalingPort": 9090.0}
+    on_9090 = changed(SIGNALING, "ports", [{"internal": 9090, "external": 9090}])
+    assert violations("signaling-port-never-public", CONTAINER, on_9090, config=config)
+    assert violations("signaling-port-never-public", CONTAINER, on_9090) == []
+
+
+def test_a_malformed_allowlist_entry_names_the_key():
+    with pytest.raises(ValueError, match="publicPorts entry '5000' is not PORT/PROTO"):
+        violations("public-ports-allowlisted", CONTAINER, ECHO, config={"publicPorts": ["5000"]})
+
+
+def test_config_defaults_match_the_operations_documents():
+    assert CONFIG_DEFAULTS["public-ports-allowlisted"] == {"publicPorts": ["22/tcp", "5000/udp"]}
+    assert CONFIG_DEFAULTS["signaling-port-never-public"] == {"signalingPort": 8080}
+    for entry in CONFIG_DEFAULTS["public-ports-allowlisted"]["publicPorts"]:
+        assert PORT_PROTO.match(entry)
+
+
+def test_logs_bucket_name_comes_from_config():
+    public = changed(MANAGED_DOMAIN, "enabled", True)
+    assert violations("logs-bucket-private", R2_MANAGED_DOMAIN, public,
+                      config={"logBucket": "other-bucket"}) == []
+
+
+def test_api_token_resources_may_be_a_dict_or_a_zone():
+    as_dict = changed(TOKEN, "policies.0.resources", json.loads(TOKEN["policies"][0]["resources"]))
+    zone = changed(TOKEN, "policies.0.resources", {f"com.cloudflare.api.account.zone.{ZONE}": "*"})
+    nested = changed(TOKEN, "policies.0.resources", json.dumps(
+        {f"com.cloudflare.api.account.{ACCOUNT}": {f"com.cloudflare.api.account.zone.{ZONE}": "*"}}))
+    for inputs in (as_dict, zone, nested):
+        assert violations("api-tokens-scoped", API_TOKEN, inputs) == []
+
+
+def test_a_deny_policy_may_be_broad():
+    deny = changed(changed(TOKEN, "policies.0.effect", "deny"), "policies.0.resources",
+                   '{"com.cloudflare.api.account.*": "*"}')
+    assert violations("api-tokens-scoped", API_TOKEN, deny) == []
+
+
+def test_non_tunnel_dns_records_need_not_be_proxied():
+    record = changed(changed(DNS, "content", "203.0.113.10"), "proxied", False)
+    assert violations("tunnel-dns-proxied", DNS_RECORD, changed(record, "type", "A")) == []
+
+
+def test_a_container_image_from_a_remote_image_output_is_left_to_that_image():
+    assert violations("container-image-pinned", CONTAINER, changed(ECHO, "image", UNKNOWN)) == []
+
+
+def test_unknowns_reach_policies_as_the_analyzer_sends_them():
+    # The proxy raises on read: proof that the fixtures exercise the preview path.
+    from pulumi_policy.proxy import UnknownValueError
+    props = analyzer_props(changed(ECHO, "networkMode", UNKNOWN))
+    with pytest.raises(UnknownValueError):
+        props["networkMode"]
+
+
+# --- stack rules ----------------------------------------------------------------------------
+
+ARCHIVE = [(R2_BUCKET, "logs-bucket", LOGS_BUCKET), (COMMAND, "logs-upload-cron", UPLOAD_CRON),
+           (COMMAND, "vps-firewall", FIREWALL)]
+
+
+def test_production_with_the_archive_passes():
+    assert stack_violations("production-has-log-archive", ARCHIVE, {"stack": "production"}) == []
+
+
+def test_production_without_the_bucket_is_refused():
+    found = stack_violations("production-has-log-archive", ARCHIVE[1:], {"stack": "production"})
+    assert [m for m, _ in found] == [
+        "Stack production declares no cloudflare:index/r2Bucket:R2Bucket named jamjam-logs, so "
+        "its container logs are lost on rotation. Enable the log archive for this stack."]
+
+
+def test_production_without_the_upload_job_is_refused():
+    found = stack_violations("production-has-log-archive", [ARCHIVE[0], ARCHIVE[2]],
+                             {"stack": "production"})
+    assert len(found) == 1 and "upload-logs-to-r2 cron job" in found[0][0]
+
+
+def test_a_script_install_is_not_the_cron_job():
+    script_only = {"create": "sudo -n install -D -m 0755 /dev/stdin /opt/jamjam/scripts/upload-logs-to-r2.sh",
+                   "stdin": "#!/bin/sh\nrclone rcat r2:jamjam-logs/x\n"}
+    found = stack_violations("production-has-log-archive",
+                             [ARCHIVE[0], (COMMAND, "logs-upload-script", script_only)],
+                             {"stack": "production"})
+    assert len(found) == 1 and "cron job" in found[0][0]
+
+
+def test_a_test_stack_needs_no_archive_and_is_told_when_it_has_one():
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:], {"stack": "test"}) == []
+    assert stack_violations("log-archive-only-on-production", ARCHIVE[2:], {"stack": "test"}) == []
+    found = stack_violations("log-archive-only-on-production", ARCHIVE, {"stack": "test"})
+    assert [urn.rsplit("::", 1)[1] for _, urn in found] == ["logs-bucket", "logs-upload-cron"]
+    assert "Turn the log archive off for this stack." in found[0][0]
+
+
+def test_stack_name_comes_from_the_pulumi_runtime(monkeypatch):
+    import pulumi
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "production")
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:])
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "test")
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:]) == []
+
+
+def test_an_unknown_stack_fails_closed(monkeypatch):
+    import pulumi
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "")
+    monkeypatch.delenv("PULUMI_STACK", raising=False)
+    [(message, _)] = stack_violations("production-has-log-archive", ARCHIVE)
+    assert "could not tell which stack" in message
+
+
+# --- the pack -------------------------------------------------------------------------------
+
+def test_every_policy_has_a_name_description_and_level():
+    names = [p.name for p in ALL_POLICIES]
+    assert len(names) == len(set(names))
+    for policy in ALL_POLICIES:
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", policy.name)
+        assert len(policy.description) > 20 and policy.description.endswith(".")
+        assert isinstance(policy.enforcement_level, EnforcementLevel)
+        assert isinstance(policy, (ResourceValidationPolicy, StackValidationPolicy))
+    assert {p.name for p in ALL_POLICIES if p.enforcement_level is EnforcementLevel.ADVISORY} == {
+        "container-image-pinned", "log-archive-only-on-production"}
+
+
+def test_the_pack_entry_point_compiles_and_only_builds_the_pack():
+    subprocess.run([sys.executable, "-m", "py_compile", str(POLICIES / "__main__.py")], check=True,
+                   timeout=60)
+    tree = ast.parse((POLICIES / "__main__.py").read_text())
+    calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    assert calls == ["PolicyPack"]
+    assert any(isinstance(n, ast.keyword) and n.arg == "policies" and
+               getattr(n.value, "id", None) == "ALL_POLICIES" for n in ast.walk(tree))
+    assert re.fullmatch(r"[a-zA-Z0-9._-]{1,100}", PACK_NAME)
+
+
+def test_the_pack_project_files():
+    import yaml
+    project = yaml.safe_load((POLICIES / "PulumiPolicy.yaml").read_text())
+    assert project["runtime"]["name"] == "python" and project["description"]
+    pins = [line.strip() for line in (POLICIES / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    program = (ROOT / "requirements.txt").read_text()
+    assert sorted(pins) == ["pulumi-policy==1.21.0", "pulumi==3.272.0"]
+    assert all(pin in program for pin in pins), "the pack and the program pin the same SDKs"
+
+
+# --- the offline runner ---------------------------------------------------------------------
+
+def _resource(type_, name, inputs, stack="production", parent=None, provider=None):
+    urn = f"urn:pulumi:{stack}::jamjam::{type_}::{name}"
+    return SimpleNamespace(type=type_, name=name, urn=urn, inputs=inputs, parent=parent,
+                           provider=provider)
+
+
+def _offline_resources(stack="production"):
+    provider = (f"urn:pulumi:{stack}::jamjam::pulumi:providers:docker::jamjam-docker::"
+                "cfe8423b-8690-518e-936c-772c0ec6e1e7")
+    return [_resource(t, n, i, stack, provider=provider if t.startswith("docker:") else None)
+            for n, (t, i) in BASELINES.items()]
+
+
+def test_offline_wire_form_matches_the_analyzer():
+    # Secrets at any depth, ints, booleans: the runner's shortcut equals the protobuf round trip.
+    inputs = changed(CLOUDFLARED, "ports", [{"internal": 5000, "external": secret(5000)}])
+    inputs["privileged"] = False
+    wired = policy_check.wire(inputs)
+    assert wired == _unproxy(analyzer_props(inputs))
+    assert wired["ports"][0]["external"] == 5000.0 and isinstance(wired["ports"][0]["external"], float)
+    assert wired["envs"][0].startswith("TUNNEL_TOKEN=")
+
+
+def _unproxy(value):
+    from collections.abc import Mapping, Sequence
+    if isinstance(value, Mapping):
+        return {k: _unproxy(value[k]) for k in value}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_unproxy(value[i]) for i in range(len(value))]
+    return value
+
+
+def test_offline_check_passes_the_baselines_and_reports_breaks():
+    resources = _offline_resources()
+    assert policy_check.check("production", resources) == []
+    resources[0] = _resource(CONTAINER, "jamjam-echo", changed(ECHO, "ports.0.external", 8080))
+    found = policy_check.check("production", resources)
+    assert {(v.policy, v.level) for v in found} == {
+        ("signaling-port-never-public", "mandatory"), ("public-ports-allowlisted", "mandatory")}
+    assert all(v.resource == resources[0].urn for v in found)
+    report = policy_check.format_report(found)
+    assert report.startswith("Policies, mandatory (2):") and "jamjam-echo" in report
+
+
+def test_offline_check_reads_levels_and_settings_like_the_cli():
+    resources = _offline_resources("test")
+    resources.append(_resource(CONTAINER, "latest", changed(ECHO, "image", "echo:latest"), "test"))
+    found = policy_check.check("test", resources)
+    assert {(v.policy, v.level) for v in found} == {
+        ("container-image-pinned", "advisory"), ("log-archive-only-on-production", "advisory")}
+    found = policy_check.check("test", resources, {
+        "container-image-pinned": "mandatory",
+        "log-archive-only-on-production": {"enforcementLevel": "disabled"}})
+    assert [(v.policy, v.level) for v in found] == [("container-image-pinned", "mandatory")]
+    assert policy_check.check("test", resources, {"all": "disabled"}) == []
+    narrowed = policy_check.check("test", resources, {"public-ports-allowlisted": {"publicPorts": ["22/tcp"]}})
+    assert ("public-ports-allowlisted", "mandatory") in {(v.policy, v.level) for v in narrowed}
+
+
+def test_offline_main_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
+    import tools.render
+    broken = _offline_resources()
+    broken.append(_resource(CONTAINER, "priv", changed(ECHO, "privileged", True)))
+    monkeypatch.setattr(tools.render, "render", lambda stack: SimpleNamespace(resources=broken))
+    assert policy_check.main(["production"]) == 1
+    out = capsys.readouterr()
+    assert "[container-not-privileged]" in out.out and "mandatory" in out.err
+    monkeypatch.setattr(tools.render, "render", lambda stack: SimpleNamespace(resources=_offline_resources()))
+    assert policy_check.main(["production"]) == 0
+
+
+# --- the real stacks ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stack", ["production", "test"])
+def test_real_stacks_pass_every_mandatory_rule(stacks, stack):
+    found = policy_check.check(stack, stacks[stack].resources)
+    mandatory = [v for v in found if v.level == "mandatory"]
+    assert mandatory == [], policy_check.format_report(mandatory)
+    # Production keeps its archive without being nagged; test has none to be nagged about.
+    assert [v for v in found if v.policy == "log-archive-only-on-production"] == []
