@@ -1,11 +1,15 @@
-"""components/files/bootstrap.sh's SSH step run for real against a copy of an sshd config.
+"""components/files/bootstrap.sh run for real, without touching this machine.
 
-The package and user steps need apt, systemd and useradd on a real VPS; the SSH step is the
-one that can lock an operator out, so it is the one run here, validated by the real `sshd -t`.
+The SSH step, the one that can lock an operator out, runs against a copy of an sshd config in a
+temporary root (JAMJAM_ROOT) and is judged by the real `sshd -t` / `sshd -T`. The user step runs
+unchanged (real useradd, visudo and sudo) inside a private mount namespace where copies of /etc,
+/home, /root and the login records are mounted over the real ones; the mounts vanish with the
+process. The packages step needs apt and systemd on a real VPS and is not run here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,6 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = ROOT / "components/files/bootstrap.sh"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForBootstrapTestsOnly operator@laptop\n"
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherFakeKeyJamjamAddedByHand jamjam@desk\n"
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd -t, useradd and mounts need root")
 
 
 @pytest.fixture
@@ -37,7 +45,7 @@ def fake_root(tmp_path: Path) -> Path:
 
 
 def run_ssh_step(root: Path, user: str = "jamjam") -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAMJAM_ROOT": str(root), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {**os.environ, "JAMJAM_ROOT": str(root), "PATH": PATH}
     return subprocess.run(["bash", str(BOOTSTRAP), "--user", user, "--step", "ssh"], env=env,
                           capture_output=True, text=True, timeout=30)
 
@@ -91,6 +99,21 @@ def test_running_twice_changes_nothing(fake_root):
     assert sorted(p.name for p in drop_in.parent.iterdir()) == ["10-jamjam.conf"]
 
 
+def test_a_key_sshd_would_ignore_is_not_a_key(fake_root):
+    """StrictModes ignores an authorized_keys others can write: hardening would lock us out."""
+    give_key(fake_root)
+    (fake_root / "home/jamjam/.ssh/authorized_keys").chmod(0o666)
+    result = run_ssh_step(fake_root)
+    assert result.returncode == 1 and "sshd would ignore" in result.stderr
+    assert not (fake_root / "etc/ssh/sshd_config.d/10-jamjam.conf").exists()
+
+
+def test_a_key_with_options_is_a_key(fake_root):
+    give_key(fake_root)
+    (fake_root / "home/jamjam/.ssh/authorized_keys").write_text('from="198.51.100.0/24" ' + KEY_LINE)
+    assert run_ssh_step(fake_root).returncode == 0
+
+
 def test_a_config_sshd_rejects_is_rolled_back(fake_root):
     give_key(fake_root)
     config = fake_root / "etc/ssh/sshd_config"
@@ -115,3 +138,94 @@ def test_bad_arguments_are_usage_errors(args):
                             timeout=30)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "for example" in result.stderr
+
+
+# --- the user step, in a private mount namespace --------------------------------------------
+
+MOUNTS = {"etc": "/etc", "home": "/home", "root": "/root", "log": "/var/log", "mail": "/var/mail"}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """Copies of what useradd, usermod, visudo and sudo read and write."""
+    assert shutil.which("unshare", path=PATH) and shutil.which("useradd", path=PATH), \
+        "unshare (util-linux) and useradd (passwd) are needed"
+    assert shutil.which("sudo", path=PATH), "sudo is needed to check the sudoers entry"
+    # Other tests create and remove /etc/netns/* concurrently; nothing here needs it.
+    shutil.copytree("/etc", tmp_path / "etc", symlinks=True,
+                    ignore=shutil.ignore_patterns("netns"))
+    for name in ("home", "log", "mail"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "root").mkdir(mode=0o700)
+    (tmp_path / "root/.ssh").mkdir(mode=0o700)
+    (tmp_path / "root/.ssh/authorized_keys").write_text(KEY_LINE)
+    return tmp_path
+
+
+def in_sandbox(box: Path, script: str) -> subprocess.CompletedProcess:
+    """Runs a bash script with the sandbox's copies mounted over the real directories."""
+    mounts = "; ".join(f'mount --bind "{box / name}" "{target}"' for name, target in MOUNTS.items())
+    env = {"PATH": PATH, "HOME": "/root", "BOOTSTRAP": str(BOOTSTRAP)}
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-euc", f"{mounts}; {script}"],
+        env=env, capture_output=True, text=True, timeout=30)
+
+
+def user_step(box: Path) -> subprocess.CompletedProcess:
+    return in_sandbox(box, 'bash "$BOOTSTRAP" --user jamjam --step user')
+
+
+def snapshot(box: Path) -> dict[str, tuple[str, int]]:
+    files = ["etc/passwd", "etc/group", "etc/shadow", "etc/gshadow", "etc/sudoers.d/jamjam",
+             "home/jamjam/.ssh/authorized_keys"]
+    return {name: (hashlib.sha256((box / name).read_bytes()).hexdigest(),
+                   (box / name).stat().st_mtime_ns) for name in files}
+
+
+def test_user_step_creates_the_user_with_docker_sudo_and_the_admins_keys(sandbox):
+    result = user_step(sandbox)
+    assert result.returncode == 0, result.stderr
+    checks = in_sandbox(sandbox, "id -nG jamjam; sudo -l -U jamjam; "
+                                 "stat -c '%U %a %n' /home/jamjam/.ssh /home/jamjam/.ssh/authorized_keys "
+                                 "/etc/sudoers.d/jamjam; ls -a /etc/sudoers.d")
+    assert checks.returncode == 0, checks.stderr
+    out = checks.stdout
+    assert "docker" in out.splitlines()[0].split()
+    assert "(ALL) NOPASSWD: ALL" in out, "sudo -n must work for Pulumi"
+    assert "jamjam 700 /home/jamjam/.ssh" in out
+    assert "jamjam 600 /home/jamjam/.ssh/authorized_keys" in out
+    assert "root 440 /etc/sudoers.d/jamjam" in out
+    assert ".jamjam." not in out, "no staged sudoers file left behind"
+    assert (sandbox / "home/jamjam/.ssh/authorized_keys").read_text() == KEY_LINE
+    assert not (Path("/home/jamjam").exists() or Path("/etc/sudoers.d/jamjam").exists()), \
+        "the user step escaped the sandbox"
+
+
+def test_user_step_twice_changes_nothing(sandbox):
+    assert user_step(sandbox).returncode == 0
+    first = snapshot(sandbox)
+    result = user_step(sandbox)
+    assert result.returncode == 0, result.stderr
+    assert snapshot(sandbox) == first
+
+
+def test_user_step_keeps_the_users_own_keys(sandbox):
+    assert user_step(sandbox).returncode == 0
+    (sandbox / "home/jamjam/.ssh/authorized_keys").write_text(OTHER_KEY)
+    assert user_step(sandbox).returncode == 0
+    assert (sandbox / "home/jamjam/.ssh/authorized_keys").read_text() == OTHER_KEY
+
+
+def test_user_step_without_any_key_to_copy_fails_before_sudo(sandbox):
+    (sandbox / "root/.ssh/authorized_keys").unlink()
+    result = user_step(sandbox)
+    assert result.returncode == 1 and "has none to copy" in result.stderr
+    assert not (sandbox / "etc/sudoers.d/jamjam").exists()
+
+
+def test_the_other_steps_refuse_a_test_root(tmp_path):
+    env = {**os.environ, "JAMJAM_ROOT": str(tmp_path), "PATH": PATH}
+    for step in ("packages", "user"):
+        result = subprocess.run(["bash", str(BOOTSTRAP), "--user", "jamjam", "--step", step],
+                                env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1 and "ssh only" in result.stderr
