@@ -17,6 +17,9 @@ declare -A needed=(
   [gzip]=gzip
   [logger]=bsdutils
   [sshd]=openssh-server
+  [sudo]=sudo
+  [visudo]=sudo
+  [useradd]=passwd
 )
 
 missing=()
