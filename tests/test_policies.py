@@ -491,3 +491,93 @@ def test_real_stacks_pass_every_mandatory_rule(stacks, stack):
     assert mandatory == [], policy_check.format_report(mandatory)
     # Production keeps its archive without being nagged; test has none to be nagged about.
     assert [v for v in found if v.policy == "log-archive-only-on-production"] == []
+
+
+# --- the pack as the CLI runs it ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def analyzer():
+    """policies/ run the way the Pulumi CLI runs a Python pack (`python <pack dir>`), in its own
+    process; the test talks to it over the analyzer gRPC protocol, as the engine does."""
+    import os
+    import grpc
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    env = {**os.environ, "PULUMI_PROJECT": "jamjam", "PULUMI_STACK": "production",
+           "PULUMI_DRY_RUN": "true"}
+    process = subprocess.Popen([sys.executable, "-u", str(POLICIES)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=POLICIES)
+    try:
+        port = process.stdout.readline().decode().strip()
+        assert port.isdigit(), process.stderr.read().decode() if process.poll() is not None else port
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _struct(values):
+    from google.protobuf import struct_pb2
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+def test_the_running_pack_describes_every_rule_and_its_config(analyzer):
+    from google.protobuf import empty_pb2, json_format
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+    assert info.name == PACK_NAME
+    assert [p.name for p in info.policies] == [p.name for p in ALL_POLICIES]
+    schema = {p.name: json_format.MessageToDict(p.configSchema.properties)
+              for p in info.policies if p.HasField("configSchema")}
+    assert schema["public-ports-allowlisted"]["publicPorts"]["default"] == ["22/tcp", "5000/udp"]
+
+
+def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
+    from pulumi.runtime.proto import analyzer_pb2
+    request = analyzer_pb2.AnalyzeRequest(
+        type=CONTAINER, name="jamjam-echo", urn="urn:pulumi:production::jamjam::x::jamjam-echo",
+        properties=_struct(changed(ECHO, "ports.0.external", UNKNOWN)))
+    found = analyzer.Analyze(request, timeout=30).diagnostics
+    by_policy = {d.policyName: d for d in found}
+    assert set(by_policy) == {"signaling-port-never-public", "public-ports-allowlisted"}
+    assert all(d.enforcementLevel == analyzer_pb2.MANDATORY for d in found)
+    assert "unknown at preview" in by_policy["signaling-port-never-public"].message
+
+    opened = analyzer_pb2.AnalyzeRequest(type=COMMAND, name="vps-firewall", urn="urn:x::vps-firewall",
+                                         properties=_struct(fw(FIREWALL["create"] + " --allow 443/tcp")))
+    assert [d.policyName for d in analyzer.Analyze(opened, timeout=30).diagnostics] == [
+        "public-ports-allowlisted"]
+    analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
+        "public-ports-allowlisted": analyzer_pb2.PolicyConfig(
+            enforcementLevel=analyzer_pb2.MANDATORY,
+            properties=_struct({"publicPorts": ["22/tcp", "5000/udp", "443/tcp"]}))}), timeout=30)
+    try:
+        assert list(analyzer.Analyze(opened, timeout=30).diagnostics) == []
+    finally:
+        analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(), timeout=30)
+
+
+def test_the_running_pack_knows_its_stack_from_the_cli(analyzer):
+    from pulumi.runtime.proto import analyzer_pb2
+    resources = [analyzer_pb2.AnalyzerResource(type=t, name=n, urn=f"urn:x::{n}", properties=_struct(i))
+                 for t, n, i in ARCHIVE[2:]]
+    found = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=30)
+    assert {d.policyName for d in found.diagnostics} == {"production-has-log-archive"}
+
+
+def test_the_example_config_is_the_default_behaviour():
+    config = json.loads((POLICIES / "config.example.json").read_text())
+    known = {p.name for p in ALL_POLICIES} | {"all"}
+    assert set(config) <= known
+    for name, entry in config.items():
+        if isinstance(entry, dict):
+            assert set(entry) <= set(CONFIG_DEFAULTS[name]) | {"enforcementLevel"}
+            assert all(CONFIG_DEFAULTS[name][k] == v for k, v in entry.items())
+    resources = _offline_resources()
+    resources.append(_resource(CONTAINER, "latest", changed(ECHO, "image", "echo:latest")))
+    assert policy_check.check("production", resources, config) == \
+        policy_check.check("production", resources)
