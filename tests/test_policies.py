@@ -92,7 +92,7 @@ BREAKS = [
     ("public-ports-allowlisted", COMMAND, fw("iptables -A INPUT -p udp --dport 6000 -j ACCEPT"), "6000/udp"),
     ("public-ports-allowlisted", COMMAND, fw(UNKNOWN), "unknown at preview"),
     # --- containers -----------------------------------------------------------------------
-    ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver"), "logDriver None"),
+    ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver"), "logDriver unset"),
     ("container-log-rotation", CONTAINER, changed(ECHO, "logDriver", "syslog"), "'syslog'"),
     ("container-log-rotation", CONTAINER, changed(ECHO, "logOpts.max-size"), "max-size"),
     ("container-log-rotation", CONTAINER, changed(ECHO, "logOpts.max-file"), "max-file"),
@@ -106,7 +106,7 @@ BREAKS = [
     ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck.tests", ["NONE"]), "no healthcheck"),
     ("container-healthcheck", CONTAINER, changed(ECHO, "healthcheck", UNKNOWN), "unknown at preview"),
     ("container-not-privileged", CONTAINER, changed(ECHO, "privileged", True), "runs privileged"),
-    ("container-not-privileged", CONTAINER, changed(ECHO, "privileged", UNKNOWN), "unknown at preview"),
+    ("container-not-privileged", CONTAINER, changed(ECHO, "privileged", UNKNOWN), "may run privileged"),
     ("container-no-docker-socket", CONTAINER,
      changed(ECHO, "mounts", [{"target": "/var/run/docker.sock", "source": "/var/run/docker.sock",
                                "type": "bind"}]), "/var/run/docker.sock"),

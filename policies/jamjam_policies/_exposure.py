@@ -96,6 +96,12 @@ def _is_loopback(ip: Any) -> bool:
         return False
 
 
+def _port(value: Any) -> Any:
+    """A port number; anything that is not one (unknown, malformed) counts as unknown."""
+    port = as_int(value)
+    return UNKNOWN if port is None else port
+
+
 def container_exposure(props: dict[str, Any]) -> Exposure:
     blanket: list[str] = []
     published: list[Published] = []
@@ -122,10 +128,9 @@ def container_exposure(props: dict[str, Any]) -> Exposure:
         ip = "0.0.0.0" if ip in (None, "") else ip
         if _is_loopback(ip):
             continue
-        external = entry.get("external")
         published.append(Published(
-            internal=as_int(entry.get("internal")),
-            external=None if external is None else as_int(external) if as_int(external) is not None else UNKNOWN,
+            internal=_port(entry.get("internal")),
+            external=None if entry.get("external") is None else _port(entry.get("external")),
             ip=ip,
             protocols=_protocols(entry.get("protocol")),
         ))
@@ -271,10 +276,9 @@ def _docker_run(script: str) -> tuple[list[Published], list[str]]:
                 ip, external = parts[0] or "0.0.0.0", parts[1]
             if _is_loopback(ip):
                 continue
-            published.append(Published(
-                internal=as_int(internal) if as_int(internal) is not None else UNKNOWN,
-                external=None if not external else (as_int(external) if as_int(external) is not None else UNKNOWN),
-                ip=ip, protocols=_protocols(proto or None)))
+            published.append(Published(internal=_port(internal),
+                                       external=_port(external) if external else None,
+                                       ip=ip, protocols=_protocols(proto or None)))
     return published, blanket
 
 

@@ -28,13 +28,16 @@ def _containers_only(check: Check) -> Callable[[ResourceValidationArgs, ReportVi
 
 
 def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
     return "a value unknown at preview" if is_unknown(value) else repr(value)
 
 
 def _log_rotation(name: str, props: dict[str, Any], report: ReportViolation) -> None:
     driver = props.get("logDriver")
     if driver not in ROTATING_DRIVERS:
-        report(f"{name} has logDriver {_shown(driver)}. Set logDriver \"json-file\" (or \"local\") "
+        report(f"{name} has logDriver {_shown(driver)} (Docker's default json-file keeps every "
+               "line). Set logDriver \"json-file\" (or \"local\") "
                "with logOpts max-size \"100m\" and max-file \"5\" so logs can't fill the disk.",
                None)
         return
@@ -50,7 +53,7 @@ def _log_rotation(name: str, props: dict[str, Any], report: ReportViolation) -> 
 def _restart_policy(name: str, props: dict[str, Any], report: ReportViolation) -> None:
     restart = props.get("restart")
     if restart not in RESTARTING:
-        report(f"{name} has restart {_shown(restart) if restart is not None else 'unset (no)'}, "
+        report(f"{name} has restart {_shown(restart)}, "
                "so it stays down after a crash or a reboot. Set restart \"always\" "
                "(or \"unless-stopped\").", None)
 
@@ -70,7 +73,9 @@ def _healthcheck(name: str, props: dict[str, Any], report: ReportViolation) -> N
 def _not_privileged(name: str, props: dict[str, Any], report: ReportViolation) -> None:
     privileged = props.get("privileged")
     if privileged is True or is_unknown(privileged):
-        report(f"{name} runs privileged ({_shown(privileged)}), which gives it root on the VPS. "
+        state = "may run privileged (a value unknown at preview)" if is_unknown(privileged) \
+            else "runs privileged"
+        report(f"{name} {state}, which gives it root on the VPS. "
                "Remove privileged (or set it to false).", None)
 
 

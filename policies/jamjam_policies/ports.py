@@ -20,8 +20,9 @@ def _signaling_port_never_public(args: ResourceValidationArgs, report: ReportVio
     if found is None:
         return
     port = int(settings(args, _SIGNALING_SCHEMA)["signalingPort"])
-    fix = (f"Port {port} must be reachable only through the Cloudflare Tunnel: remove the mapping, "
-           "bind it to 127.0.0.1, or make the value known before preview.")
+    fix = (f"Port {port} must be reachable only through the Cloudflare Tunnel: remove the mapping "
+           "or bind it to 127.0.0.1 (a value unknown at preview counts as public until it is "
+           "known).")
     for reason in found.blanket:
         report(f"{label(args)} {reason}. {fix}", None)
     for entry in found.published:
