@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Weekly: scans the images this stack's containers are running with Trivy and alerts with a
+# summary when any has a HIGH or CRITICAL vulnerability: counts per severity and the first few
+# CVE ids (CRITICAL first) per image. It alerts every week the findings remain, as a reminder;
+# a clean scan after a dirty one sends RESOLVED.
+#
+# The images are taken from the running containers, not from the program's config, so what is
+# scanned is what is serving (including an image an operator rolled back to by hand).
+# Trivy's JSON is read with jq, which install-trivy.sh installs alongside it.
+set -euo pipefail
+
+STACK="${JAMJAM_STACK:-production}"
+STATE_DIR="${JAMJAM_STATE_DIR:-/var/lib/jamjam/image-scan}"
+ALERT="${JAMJAM_ALERT:-/opt/jamjam/scripts/jamjam-alert.sh}"
+TOP="${JAMJAM_SCAN_TOP:-5}"
+# One image's scan (including the first vulnerability-database download) must not hold the
+# job's lock for ever.
+SCAN_TIMEOUT="${JAMJAM_SCAN_TIMEOUT:-1800}"
+
+log() {
+  echo "image-scan: $*" >&2
+}
+
+for setting in TOP SCAN_TIMEOUT; do
+  if [[ ! ${!setting} =~ ^[0-9]+$ ]] || (( ${!setting} == 0 )); then
+    log "${setting}=${!setting} is not a positive whole number (defaults: TOP 5, SCAN_TIMEOUT 1800)"
+    exit 2
+  fi
+done
+for tool in docker trivy jq; do
+  command -v "$tool" >/dev/null || { log "$tool is not installed (install-trivy.sh installs trivy and jq)"; exit 1; }
+done
+mkdir -p "$STATE_DIR"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if ! listing=$(timeout 120 docker ps --filter "label=jamjam.stack=$STACK" --format '{{.Image}}'); then
+  log "docker did not answer; nothing scanned"
+  exit 1
+fi
+mapfile -t images < <(sort -u <<<"$listing" | sed '/^$/d')
+if (( ${#images[@]} == 0 )); then
+  log "no running containers labelled jamjam.stack=$STACK; nothing scanned"
+  exit 1
+fi
+
+# Per image, one line: "<critical> <high> <top ids...>". A CVE found in several packages or
+# layers of one image counts once.
+summarise() {
+  jq -r --argjson top "$TOP" '
+    [.Results[]?.Vulnerabilities[]? | select(.Severity == "CRITICAL" or .Severity == "HIGH")]
+    | unique_by(.VulnerabilityID)
+    | sort_by((if .Severity == "CRITICAL" then 0 else 1 end), .VulnerabilityID)
+    | [(map(select(.Severity == "CRITICAL")) | length),
+       (map(select(.Severity == "HIGH")) | length),
+       (.[:$top] | map("\(.VulnerabilityID) (\(.PkgName) \(.InstalledVersion) -> \(.FixedVersion // "no fix yet"))")
+        | join(", "))]
+    | "\(.[0]) \(.[1]) \(.[2])"' "$1"
+}
+
+findings=()
+failed=()
+for image in "${images[@]}"; do
+  report="$work/report.json"
+  if ! timeout "$SCAN_TIMEOUT" trivy image --quiet --format json --severity HIGH,CRITICAL \
+         "$image" >"$report"; then
+    log "trivy could not scan $image"
+    failed+=("$image")
+    continue
+  fi
+  if ! line=$(summarise "$report"); then
+    log "trivy's report for $image is not the JSON expected (schema 2)"
+    failed+=("$image")
+    continue
+  fi
+  read -r critical high top <<<"$line"
+  log "$image: $critical CRITICAL, $high HIGH"
+  if (( critical + high > 0 )); then
+    findings+=("$image: $critical CRITICAL, $high HIGH: $top")
+  fi
+done
+
+status=0
+open="$STATE_DIR/findings.open"
+if (( ${#findings[@]} > 0 )); then
+  message="HIGH/CRITICAL vulnerabilities in ${#findings[@]} of ${#images[@]} running image(s)."
+  message+=$(printf '\n- %s' "${findings[@]}")
+  message+=$'\n'"Rebuild or bump the images (see \`trivy image --severity HIGH,CRITICAL <image>\`)."
+  if "$ALERT" image-scan "$message"; then
+    date -u +%Y-%m-%dT%H:%M:%SZ >"$open"
+  else
+    status=1
+  fi
+elif [[ -e $open ]] && (( ${#failed[@]} == 0 )); then
+  if "$ALERT" --resolved image-scan "no HIGH/CRITICAL vulnerabilities left in the ${#images[@]} running image(s)."; then
+    rm -f "$open"
+  else
+    status=1
+  fi
+fi
+if (( ${#failed[@]} > 0 )); then
+  # A scan that silently stops working would look like a clean bill of health.
+  "$ALERT" image-scan-failed "could not scan ${failed[*]}; see \`journalctl -t jamjam-image-scan\`." || true
+  status=1
+fi
+exit "$status"
