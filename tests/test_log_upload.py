@@ -153,13 +153,11 @@ def test_connection_resets_mid_upload(archive, s3):
         containers = [archive.container(f"jamjam-{n}") for n in ("echo", "signaling", "tunnel")]
         for c in containers:
             c.write(60, payload_bytes=200)  # ~10 KB compressed: cut well inside the body
-        for _ in range(4):
-            result = archive.run(JAMJAM_R2_DEST=f"flaky:{BUCKET}")
-            assert_archived(s3, *containers, expected=lines_of(s3.objects()))  # whole objects only
-            if result.returncode == 0:
-                break
+        result = archive.run(JAMJAM_R2_DEST=f"flaky:{BUCKET}")
         assert proxy.resets_done == 4, "the proxy never cut an upload: the test proves nothing"
+    # rclone's retries absorb the resets within the run: each chunk is a file it can send again.
     assert result.returncode == 0, result.stderr
+    assert not archive.spooled()
     assert_archived(s3, *containers)
 
 
@@ -208,6 +206,27 @@ def test_runs_killed_midway_then_rerun(archive, s3):
     result = archive.run()
     assert result.returncode == 0, result.stderr
     assert_archived(s3, echo, signaling)
+
+
+def test_killed_between_spooling_a_chunk_and_saving_its_offset(archive, s3):
+    """The narrowest crash window, made certain: the chunk is in the spool, the state file
+    still holds the offset from before it."""
+    echo = archive.container("jamjam-echo")
+    echo.write(10)
+    state = archive.tmp / "state/containers" / echo.id
+    assert archive.run().returncode == 0
+    before = state.read_bytes()
+
+    echo.write(10)
+    assert archive.run(JAMJAM_R2_DEST=f"down:{BUCKET}").returncode != 0
+    assert archive.spooled()
+    state.write_bytes(before)
+
+    echo.write(10)
+    result = archive.run()
+    assert result.returncode == 0, result.stderr
+    assert "spooled by an interrupted run" in result.stderr
+    assert_archived(s3, echo)
 
 
 def test_removed_container_still_uploads_what_was_spooled(archive, s3):
