@@ -38,11 +38,34 @@ if ! listing=$(timeout 120 docker ps --filter "label=jamjam.stack=$STACK" --form
   log "docker did not answer; nothing scanned"
   exit 1
 fi
-mapfile -t images < <(sort -u <<<"$listing" | sed '/^$/d')
-if (( ${#images[@]} == 0 )); then
+mapfile -t running < <(sort -u <<<"$listing" | sed '/^$/d')
+if (( ${#running[@]} == 0 )); then
   log "no running containers labelled jamjam.stack=$STACK; nothing scanned"
   exit 1
 fi
+
+# The program creates containers from image IDs, so `docker ps` shows a short ID, which Trivy
+# cannot look up. Scan by the repo digest instead: it names exactly the image the container
+# runs, even after its tag has been moved to a newer build. Alerts show the tag, for people.
+images=()
+labels=()
+failed=()
+for ref in "${running[@]}"; do
+  if ! names=$(timeout 120 docker image inspect --format '{{join .RepoTags " "}}|{{join .RepoDigests " "}}' "$ref"); then
+    log "docker could not inspect image $ref"
+    failed+=("$ref")
+    continue
+  fi
+  read -r tag _ <<<"${names%%|*}"
+  read -r digest _ <<<"${names#*|}"
+  if [[ -z $digest && -z $tag ]]; then
+    log "image $ref has neither a tag nor a registry digest; Trivy cannot find it"
+    failed+=("$ref")
+    continue
+  fi
+  images+=("${digest:-$tag}")
+  labels+=("${tag:-$digest}")
+done
 
 # Per image, one line: "<critical> <high> <top ids...>". A CVE found in several packages or
 # layers of one image counts once.
@@ -59,31 +82,32 @@ summarise() {
 }
 
 findings=()
-failed=()
-for image in "${images[@]}"; do
+for i in "${!images[@]}"; do
+  image=${images[$i]}
+  label=${labels[$i]}
   report="$work/report.json"
   if ! timeout "$SCAN_TIMEOUT" trivy image --quiet --format json --severity HIGH,CRITICAL \
          "$image" >"$report"; then
-    log "trivy could not scan $image"
-    failed+=("$image")
+    log "trivy could not scan $label ($image)"
+    failed+=("$label")
     continue
   fi
   if ! line=$(summarise "$report"); then
-    log "trivy's report for $image is not the JSON expected (schema 2)"
-    failed+=("$image")
+    log "trivy's report for $label is not the JSON expected (schema 2)"
+    failed+=("$label")
     continue
   fi
   read -r critical high top <<<"$line"
-  log "$image: $critical CRITICAL, $high HIGH"
+  log "$label: $critical CRITICAL, $high HIGH"
   if (( critical + high > 0 )); then
-    findings+=("$image: $critical CRITICAL, $high HIGH: $top")
+    findings+=("$label: $critical CRITICAL, $high HIGH: $top")
   fi
 done
 
 status=0
 open="$STATE_DIR/findings.open"
 if (( ${#findings[@]} > 0 )); then
-  message="HIGH/CRITICAL vulnerabilities in ${#findings[@]} of ${#images[@]} running image(s)."
+  message="HIGH/CRITICAL vulnerabilities in ${#findings[@]} of ${#running[@]} running image(s)."
   message+=$(printf '\n- %s' "${findings[@]}")
   message+=$'\n'"Rebuild or bump the images (see \`trivy image --severity HIGH,CRITICAL <image>\`)."
   if "$ALERT" image-scan "$message"; then
@@ -92,7 +116,7 @@ if (( ${#findings[@]} > 0 )); then
     status=1
   fi
 elif [[ -e $open ]] && (( ${#failed[@]} == 0 )); then
-  if "$ALERT" --resolved image-scan "no HIGH/CRITICAL vulnerabilities left in the ${#images[@]} running image(s)."; then
+  if "$ALERT" --resolved image-scan "no HIGH/CRITICAL vulnerabilities left in the ${#running[@]} running image(s)."; then
     rm -f "$open"
   else
     status=1
