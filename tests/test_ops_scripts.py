@@ -456,6 +456,7 @@ def test_gives_up_after_the_limit_with_one_alert(host, receiver, docker):
 
 
 def test_a_give_up_alert_that_did_not_arrive_is_sent_again(host, receiver, docker):
+    """Fake `docker` replaying recorded `docker ps` lines; the webhook is down for one minute."""
     docker.health(unhealthy=["jamjam-echo"])
     env = {"JAMJAM_HEAL_MAX_RESTARTS": "1"}
     _heal(host, 0, **env)
@@ -467,7 +468,6 @@ def test_a_give_up_alert_that_did_not_arrive_is_sent_again(host, receiver, docke
     _heal(host, 2, **env)
     _heal(host, 3, **env)
     assert docker.restarts() == ["jamjam-echo"]
-    assert [c for c in receiver.contents() if "gave up" in c] != []
     assert len([c for c in receiver.contents() if "gave up" in c]) == 1
 
 
@@ -497,6 +497,7 @@ def test_healthy_again_resolves_and_resets(host, receiver, docker):
 
 
 def test_a_quiet_window_forgets_the_count(host, receiver, docker):
+    """Fake `docker` replaying recorded `docker ps` lines; healthy an hour after the restart."""
     docker.health(unhealthy=["jamjam-echo"])
     _heal(host, 0)
     docker.health(healthy=NAMES)
@@ -507,6 +508,7 @@ def test_a_quiet_window_forgets_the_count(host, receiver, docker):
 
 
 def test_docker_down_checks_nothing_and_fails(host, receiver, docker):
+    """Fake `docker` fails the way the CLI does when the daemon is not running."""
     (docker.dir / "down").touch()
     result = host.run("heal-containers.sh", JAMJAM_NOW=str(T0))
     assert result.returncode == 1
@@ -515,6 +517,7 @@ def test_docker_down_checks_nothing_and_fails(host, receiver, docker):
 
 
 def test_state_of_removed_containers_is_dropped(host, receiver, docker):
+    """Fake `docker`: the recorded `docker ps -a` listing loses jamjam-echo."""
     docker.health(unhealthy=["jamjam-echo"])
     _heal(host, 0)
     (docker.dir / "ps-a-all.names").write_text("jamjam-signaling\njamjam-cloudflared\n")
