@@ -20,6 +20,8 @@ declare -A needed=(
   [sudo]=sudo
   [visudo]=sudo
   [useradd]=passwd
+  [jq]=jq
+  [systemd-analyze]=systemd
 )
 
 missing=()
