@@ -100,6 +100,8 @@ upload_spool() {
   # move, not rcat: each chunk is a file rclone can retry, checks after upload (size and MD5)
   # and only then deletes. An object already uploaded by a killed run is found identical
   # and not sent again.
+  # Not --no-traverse: listing the few day directories in the spool first makes a run against
+  # an unreachable R2 fail in seconds, instead of backing off on every chunk in turn.
   rclone move "$SPOOL_DIR" "$DEST" --include '*.log.gz' --delete-empty-src-dirs
 }
 
@@ -123,6 +125,16 @@ container_name() {
   printf '%s' "$name"
 }
 
+# Writes the calling ship_container's progress: one line per file, "inode offset length md5",
+# the md5 being of the file's first <length> bytes.
+save_state() {
+  local tmp="$STATE_DIR/containers/.$id.tmp" i
+  for i in "${!offset[@]}"; do
+    printf '%s %s %s %s\n' "$i" "${offset[$i]}" "${fp_length[$i]}" "${fp[$i]}"
+  done >"$tmp"
+  durable_rename "$tmp" "$state"
+}
+
 # One container: find its log files, ship what is new in each. Runs in a subshell of its own
 # so one container's failure (set -e) ends only that container.
 ship_container() {
@@ -137,27 +149,22 @@ ship_container() {
   local inode off length sum
   if [[ -f $state ]]; then
     while read -r inode off length sum; do
+      # A damaged line is dropped: that file is read again from the start, which duplicates
+      # rather than loses.
+      [[ $inode =~ ^[0-9]+$ && $off =~ ^[0-9]+$ && $length =~ ^[0-9]+$ && -n $sum ]] || continue
       offset[$inode]=$off
       fp_length[$inode]=$length
       fp[$inode]=$sum
     done <"$state"
   fi
 
-  save_state() {
-    local tmp="$STATE_DIR/containers/.$id.tmp" i
-    for i in "${!offset[@]}"; do
-      printf '%s %s %s %s\n' "$i" "${offset[$i]}" "${fp_length[$i]}" "${fp[$i]}"
-    done >"$tmp"
-    durable_rename "$tmp" "$state"
-  }
-
   # Newest first: Docker rotates by renaming towards higher numbers, so a rotation during this
   # scan can show us a file twice (deduplicated by inode) but never hide one from us.
   local base="$dir/$id-json.log" path highest=0 suffix n fd
   for path in "$base".*; do
     suffix=${path##*.}
-    if [[ $suffix =~ ^[0-9]+$ ]] && (( suffix > highest )); then
-      highest=$suffix
+    if [[ $suffix =~ ^[0-9]+$ ]] && (( 10#$suffix > highest )); then
+      highest=$(( 10#$suffix ))
     elif [[ $suffix == gz ]]; then
       log "$name: compressed rotated log $path is not read; set the json-file option compress=false"
     fi
