@@ -6,11 +6,13 @@ lines the containers wrote: none missing, none twice, no empty or truncated obje
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
 import signal
 import os
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -268,3 +270,22 @@ def test_the_checks_catch_the_seed_scripts_faults(archive, s3):
     # Lines rotated away between runs are lost; the active file is shipped again every hour.
     with pytest.raises(AssertionError, match=r"[1-9]\d* line\(s\) lost, [1-9]\d* extra"):
         assert_lines(s3.objects(), echo.written)
+
+
+def test_readme_restore_recipe_gives_back_the_log(archive, s3):
+    """README's "Reading and restoring": `rclone cat <container dir> | zcat` over several runs'
+    objects (rotations included) holds every line once; sorting by `.time` restores the order."""
+    echo = archive.container("jamjam-echo", max_size=1500)
+    for _ in range(3):
+        echo.write(25, payload_bytes=20)
+        assert archive.run().returncode == 0
+    listing = subprocess.run(
+        ["rclone", "ls", f"s3:{BUCKET}/{STACK}/", "--include", "*/jamjam-echo/**"],
+        env=archive.env(), capture_output=True, text=True, timeout=30, check=True).stdout
+    assert len(listing.splitlines()) > 3, listing
+    cat = subprocess.run(
+        f"rclone cat s3:{BUCKET}/{STACK}/{HOST}/jamjam-echo/ | zcat",
+        shell=True, env=archive.env(), capture_output=True, text=True, timeout=30, check=True)
+    got = cat.stdout.splitlines(keepends=True)
+    assert Counter(got) == Counter(echo.written)
+    assert sorted(got, key=lambda line: json.loads(line)["time"]) == echo.written
