@@ -23,7 +23,7 @@ from tests.policy_fixtures import (
     ACCOUNT, API_TOKEN, BASELINES, CLOUDFLARED, COMMAND, CONTAINER, CUSTOM_DOMAIN, DNS, DNS_RECORD,
     ECHO, FIREWALL, LOGS_BUCKET, MANAGED_DOMAIN, R2_BUCKET, R2_CUSTOM_DOMAIN, R2_MANAGED_DOMAIN,
     REMOTE_IMAGE, REMOTE_IMAGE_BASE, SIGNALING, TOKEN, TUNNEL_CONFIG, TUNNEL_CONFIG_BASE,
-    UNKNOWN, UPLOAD_CRON, ZONE, analyzer_props, changed, secret, stack_violations, violations,
+    UNKNOWN, UPLOAD_CRON, ZONE, analyzer_props, changed, fake_tunnel_secret, fake_tunnel_token, secret, stack_violations, violations,
 )
 from jamjam_policies import ALL_POLICIES, CONFIG_DEFAULTS, PACK_NAME  # noqa: E402 (path set above)
 from jamjam_policies.config import PORT_PROTO  # noqa: E402
@@ -124,11 +124,11 @@ BREAKS = [
     ("container-no-secret-in-command", CONTAINER,
      changed(CLOUDFLARED, "command", ["tunnel", "run", "--token=abc"]), "the flag --token"),
     ("container-no-secret-in-command", CONTAINER,
-     changed(CLOUDFLARED, "command", ["tunnel", "run", "eyJhIjoiMDEyMzQ1Njc4OWFiY2RlZiJ9"]), "token-looking"),
+     changed(CLOUDFLARED, "command", ["tunnel", "run", fake_tunnel_token()]), "token-looking"),
     ("container-no-secret-in-command", CONTAINER,
      changed(CLOUDFLARED, "entrypoints", ["env", "TUNNEL_TOKEN=abc", "cloudflared"]), "entrypoints"),
     ("container-no-secret-in-command", CONTAINER,
-     changed(CLOUDFLARED, "command", ["run", secret("Hh6DWeBgiJlXazfJe3m31lcJ98R6QNpcKcgMO42hfAY=")]),
+     changed(CLOUDFLARED, "command", ["run", secret(fake_tunnel_secret())]),
      "token-looking"),
     ("container-no-secret-in-command", CONTAINER,
      changed(CLOUDFLARED, "command", ["tunnel", "run", UNKNOWN]), "unknown at preview"),

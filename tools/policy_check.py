@@ -34,8 +34,10 @@ from pulumi_policy import (  # noqa: E402
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
 
-SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+from pulumi.runtime.rpc import (  # noqa: E402
+    _special_secret_sig as SECRET_SIG, _special_sig_key as SECRET_SIG_KEY,
+)
+
 LEVELS = ("mandatory", "advisory")
 
 
