@@ -27,8 +27,7 @@ from pulumi_policy import (  # noqa: E402
 from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy  # noqa: E402
 
-from tools.policy_check import SECRET_SIG, SECRET_SIG_KEY  # noqa: E402  (the SDK's own markers)
-from tools.render import EXAMPLE_COMMON  # noqa: E402  (the plan's stand-in ids)
+from tools.render import EXAMPLE_COMMON, SECRET_SIG, SECRET_VALUE  # noqa: E402
 
 UNKNOWN = UNKNOWN_STRING_VALUE
 """What the engine sends for a value it can't know at preview."""
@@ -61,7 +60,7 @@ def fake_tunnel_secret() -> str:
 
 
 def secret(value: Any) -> dict[str, Any]:
-    return {SECRET_SIG_KEY: SECRET_SIG, "value": value}
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
 
 
 def _container(name: str, role: str, **extra: Any) -> dict[str, Any]:

@@ -34,9 +34,7 @@ from pulumi_policy import (  # noqa: E402
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
 
-from pulumi.runtime.rpc import (  # noqa: E402
-    _special_secret_sig as SECRET_SIG, _special_sig_key as SECRET_SIG_KEY,
-)
+from tools.render import is_secret  # noqa: E402
 
 LEVELS = ("mandatory", "advisory")
 
@@ -53,7 +51,7 @@ class Violation:
 def wire(value: Any) -> Any:
     """A value as the analyzer deserializes it: secrets unwrapped, numbers as floats."""
     if isinstance(value, Mapping):
-        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+        if is_secret(value):
             return wire(value.get("value"))
         return {str(k): wire(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
