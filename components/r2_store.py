@@ -1,0 +1,200 @@
+"""An off-site object store for one system: a private R2 bucket, lifecycle rules that expire
+objects per prefix, an API token that can touch only that bucket's objects, and the rclone
+config on the host that jobs (log upload, database backups, directory sync) write through.
+
+    store = R2Store("backups", R2StoreArgs(
+        account_id=..., bucket="rstream-backups", token_name="rstream-production-backups",
+        connection=host.connection, host_ready=host.ready,
+        config_path="/etc/jamjam/rclone-rstream-backups.conf",
+        retention=[Retention("logs/access/", 90), Retention("logs/error/", 180)],
+    ))
+    store.remote("db/")   # "r2:rstream-backups/db/" for an rclone command on the host
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from string import Template
+from typing import Sequence
+
+import pulumi
+import pulumi_cloudflare as cloudflare
+import pulumi_command as command
+
+from components._remote import read_file, remote_file
+
+REMOTE = "r2"
+"""The rclone remote name in every store's config (``r2:<bucket>/<prefix>``)."""
+
+# Cloudflare's names for object-level access to R2 buckets (account API token permission groups).
+_R2_OBJECT_PERMISSIONS = ("Workers R2 Storage Bucket Item Read",
+                          "Workers R2 Storage Bucket Item Write")
+_R2_BUCKET_SCOPE = "com.cloudflare.edge.r2.bucket"
+# R2 gives a new bucket a rule that aborts unfinished multipart uploads after 7 days. Declaring
+# any lifecycle replaces the bucket's whole rule set, so the same abort is declared with it;
+# without it, a dump that rclone uploaded in parts and never finished is billed for ever.
+_ABORT_MULTIPART_DAYS = 7
+_DAY = 86_400
+# R2 bucket names: 3-63 of lowercase letters, digits and hyphens, not starting or ending in one.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^([A-Za-z0-9._-]+/)*$")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Objects under ``prefix`` are deleted ``days`` after they were written."""
+
+    prefix: str
+    """``""`` for the whole bucket, otherwise a folder ending in ``/`` (``logs/access/``)."""
+    days: int
+    rule_id: str | None = None
+    """The lifecycle rule's id; derived from the prefix when None."""
+
+    @property
+    def id(self) -> str:
+        if self.rule_id:
+            return self.rule_id
+        return "expire-" + (self.prefix.strip("/").replace("/", "-") or "everything")
+
+
+@dataclass(frozen=True)
+class R2StoreArgs:
+    account_id: str
+    bucket: str
+    token_name: str
+    """Name of the bucket-scoped API token in the Cloudflare dashboard."""
+    connection: command.remote.ConnectionArgs
+    host_ready: pulumi.Resource
+    config_path: str
+    """Where the rclone config lands on the host (root only, 0600); one file per store."""
+    retention: Sequence[Retention] = ()
+    """Empty: objects stay until deleted by hand."""
+    moved_from: pulumi.Resource | None = None
+    """The component these resources were children of before R2Store existed (LogArchive):
+    an alias keeps their state, so an existing bucket is adopted, never recreated."""
+
+
+class R2Store(pulumi.ComponentResource):
+    """A private R2 bucket and the host's bucket-scoped rclone remote for it."""
+
+    bucket_name: pulumi.Output[str]
+    config_path: str
+    """The rclone config on the host; jobs set ``RCLONE_CONFIG`` to it."""
+    config_file: pulumi.Resource
+    """Depend on this before a job runs rclone against the store."""
+
+    def __init__(self, name: str, args: R2StoreArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jamjam:index:R2Store", name, None, opts)
+        _validate(args)
+        self._bucket = args.bucket
+        aliases = [pulumi.Alias(parent=args.moved_from)] if args.moved_from is not None else None
+        child = pulumi.ResourceOptions(parent=self, aliases=aliases)
+
+        bucket = cloudflare.R2Bucket(f"{name}-bucket", account_id=args.account_id,
+                                     name=args.bucket, opts=child)
+        # Declared off rather than left out, so a public r2.dev URL switched on by hand in
+        # the dashboard shows up as drift and is switched off again by the next `pulumi up`.
+        cloudflare.R2ManagedDomain(f"{name}-public-url", account_id=args.account_id,
+                                   bucket_name=bucket.name, enabled=False, opts=child)
+        if args.retention:
+            cloudflare.R2BucketLifecycle(
+                f"{name}-retention", account_id=args.account_id, bucket_name=bucket.name,
+                rules=_lifecycle_rules(args.retention), opts=child)
+
+        permission_ids = [
+            cloudflare.get_api_token_permission_groups_list_output(
+                name=permission, scope=_R2_BUCKET_SCOPE,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ).results.apply(lambda results, p=permission: _only_id(results, p))
+            for permission in _R2_OBJECT_PERMISSIONS
+        ]
+        token = cloudflare.ApiToken(
+            f"{name}-token",
+            name=args.token_name,
+            policies=[cloudflare.ApiTokenPolicyArgs(
+                effect="allow",
+                permission_groups=[cloudflare.ApiTokenPolicyPermissionGroupArgs(id=i)
+                                   for i in permission_ids],
+                # One bucket, not the account: a leaked host can't read or delete anything else.
+                resources=bucket.name.apply(lambda b: json.dumps(
+                    {f"{_R2_BUCKET_SCOPE}.{args.account_id}_default_{b}": "*"})),
+            )],
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(additional_secret_outputs=["value"])),
+        )
+        # R2's S3 API takes the token id as the access key and the SHA-256 of its value as
+        # the secret: nothing to create by hand, and rotating the token rotates both.
+        rclone_config = pulumi.Output.all(token.id, token.value).apply(
+            lambda pair: Template(read_file("rclone.conf.tmpl")).substitute(
+                access_key_id=pair[0],
+                secret_access_key=hashlib.sha256(pair[1].encode()).hexdigest(),
+                account_id=args.account_id))
+        self.config_file = remote_file(
+            f"{name}-rclone-config", args.connection, args.config_path,
+            pulumi.Output.secret(rclone_config), mode="0600", secret=True,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[args.host_ready])))
+        self.config_path = args.config_path
+        self.bucket_name = bucket.name
+        self.register_outputs({"bucket_name": self.bucket_name})
+
+    def remote(self, prefix: str = "") -> str:
+        """``r2:<bucket>/<prefix>``, the rclone destination for objects under ``prefix``."""
+        return f"{REMOTE}:{self._bucket}" + (f"/{prefix.strip('/')}" if prefix.strip("/") else "")
+
+
+def _validate(args: R2StoreArgs) -> None:
+    if not _BUCKET.match(args.bucket):
+        raise ValueError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
+                         "digits and hyphens, e.g. 'rstream-backups'")
+    seen: dict[str, str] = {}
+    for rule in args.retention:
+        if not _PREFIX.match(rule.prefix):
+            raise ValueError(f"bucket {args.bucket}: retention prefix {rule.prefix!r} must be '' "
+                             "or folders ending in '/', e.g. 'logs/access/'")
+        if not isinstance(rule.days, int) or isinstance(rule.days, bool) or rule.days < 1:
+            raise ValueError(f"bucket {args.bucket}: retention for {rule.prefix!r} must be a whole "
+                             f"number of days >= 1, got {rule.days!r}")
+        if rule.prefix in seen:
+            raise ValueError(f"bucket {args.bucket}: two retention rules for prefix "
+                             f"{rule.prefix!r} ({seen[rule.prefix]} days and {rule.days} days); "
+                             "keep one")
+        seen[rule.prefix] = str(rule.days)
+    ids = [rule.id for rule in args.retention]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"bucket {args.bucket}: retention rule ids must be unique, got {ids}")
+
+
+def _lifecycle_rules(retention: Sequence[Retention]) -> list[cloudflare.R2BucketLifecycleRuleArgs]:
+    abort = cloudflare.R2BucketLifecycleRuleAbortMultipartUploadsTransitionArgs(
+        condition=cloudflare.R2BucketLifecycleRuleAbortMultipartUploadsTransitionConditionArgs(
+            type="Age", max_age=_ABORT_MULTIPART_DAYS * _DAY))
+    rules = [
+        cloudflare.R2BucketLifecycleRuleArgs(
+            id=rule.id, enabled=True,
+            conditions=cloudflare.R2BucketLifecycleRuleConditionsArgs(prefix=rule.prefix),
+            delete_objects_transition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionArgs(
+                condition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionConditionArgs(
+                    type="Age", max_age=rule.days * _DAY)),
+            abort_multipart_uploads_transition=abort,
+        )
+        for rule in retention
+    ]
+    if all(rule.prefix for rule in retention):
+        rules.append(cloudflare.R2BucketLifecycleRuleArgs(
+            id="abort-unfinished-uploads", enabled=True,
+            conditions=cloudflare.R2BucketLifecycleRuleConditionsArgs(prefix=""),
+            abort_multipart_uploads_transition=abort))
+    return rules
+
+
+def _only_id(results: list, name: str) -> str:
+    matches = [r for r in results if r.name == name]
+    if len(matches) != 1:
+        raise pulumi.RunError(f"Cloudflare has {len(matches)} permission groups named {name!r}; "
+                              "expected exactly one")
+    return matches[0].id
