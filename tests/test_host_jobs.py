@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.scheduled_job import cron_entry
+from jamjam_infra.scheduled_job import cron_entry
 from tools.render import RenderedStack, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
