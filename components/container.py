@@ -26,6 +26,10 @@ import pulumi_docker as docker
 
 from jamjam_infra._remote import sudo
 
+class SpecError(pulumi.RunError, ValueError):
+    """A spec or Args breaks a rule; Pulumi prints a RunError as its one line, no traceback."""
+
+
 NEVER_PUBLISHED = frozenset({5432, 3306, 6379, 27017})
 """PostgreSQL, MySQL/MariaDB, Redis, MongoDB: reachable only on the bridge network."""
 
@@ -192,8 +196,8 @@ class ContainerSpec:
     """Name of the job that backs up this container's data (label ``<ns>.backup``)."""
 
     def __post_init__(self) -> None:
-        def fail(problem: str) -> ValueError:
-            return ValueError(f"container {self.name!r}: {problem}")
+        def fail(problem: str) -> SpecError:
+            return SpecError(f"container {self.name!r}: {problem}")
 
         for key, value in (("role", self.role), ("name", self.name), ("host", self.host)):
             if not _NAME.match(value):
@@ -226,7 +230,7 @@ class ContainerSpec:
         """Where a tunnel route sends traffic: this container on the bridge network. The port
         must not also be published, or the tunnel would not be the only way in."""
         if any(p.internal == port or p.host_port == port for p in self.ports):
-            raise ValueError(f"container {self.name!r}: port {port} is published; a tunnel "
+            raise SpecError(f"container {self.name!r}: port {port} is published; a tunnel "
                              "origin must be reachable only through the tunnel")
         return f"{scheme}://{(self.aliases or (self.name,))[0]}:{port}"
 
@@ -349,9 +353,9 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
     command.remote.Command(
         f"{name}-pids-limit",
         connection=host.connection,
-        create=container.id.apply(
-            lambda ident: sudo("docker", "update", "--pids-limit", str(hard.pids_limit),
-                               ident)),
+        # By name, so the command is known at preview (the policy pack reads it there);
+        # the id as trigger reruns it for every new container of that name.
+        create=sudo("docker", "update", "--pids-limit", str(hard.pids_limit), spec.name),
         triggers=[container.id],
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[container]),
@@ -422,7 +426,7 @@ def _post_deploy(name: str, spec: ContainerSpec, host: DockerHost, image: docker
         env_file = pulumi.Output.secret(env_file)
     for value in [*spec.env.values(), *spec.secret_env.values()]:
         if isinstance(value, str) and "\n" in value:
-            raise ValueError(f"container {spec.name!r}: env values cannot span lines "
+            raise SpecError(f"container {spec.name!r}: env values cannot span lines "
                              "(docker env files are one variable per line)")
 
     def script(args: list) -> str:

@@ -12,7 +12,8 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from jamjam_infra._remote import connection, remote_script
-from jamjam_infra.container import ContainerSpec, DockerHost, Labels, published_ports, run_container
+from jamjam_infra.container import (ContainerSpec, DockerHost, Labels, SpecError,
+                                    published_ports, run_container)
 
 
 @dataclass(frozen=True)
@@ -128,16 +129,16 @@ def _check_placement(name: str, args: HostArgs) -> None:
     names: set[str] = set()
     for spec in args.containers:
         if spec.host != name:
-            raise ValueError(f"container {spec.name!r} names host {spec.host!r} but was given to "
+            raise SpecError(f"container {spec.name!r} names host {spec.host!r} but was given to "
                              f"host {name!r}; pass each host only its own containers")
         if spec.role in seen or spec.name in names:
-            raise ValueError(f"container {spec.name!r}: role {spec.role!r} or name used twice "
+            raise SpecError(f"container {spec.name!r}: role {spec.role!r} or name used twice "
                              f"on host {name!r}")
         missing = [role for role in spec.depends_on if role not in seen]
         if missing:
-            raise ValueError(f"container {spec.name!r} depends on {missing[0]!r}, which is not "
+            raise SpecError(f"container {spec.name!r} depends on {missing[0]!r}, which is not "
                              f"listed before it on host {name!r}")
         seen.add(spec.role)
         names.add(spec.name)
     if args.containers and not args.network:
-        raise ValueError(f"host {name!r} runs containers but HostArgs.network is not set")
+        raise SpecError(f"host {name!r} runs containers but HostArgs.network is not set")

@@ -10,6 +10,8 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_random as random
 
+from jamjam_infra.container import SpecError
+
 
 @dataclass(frozen=True)
 class ExternalCheck:
@@ -120,12 +122,12 @@ def _ordered(routes: Sequence[Route]) -> list[Route]:
     same hostname's catch-all, whatever order the program listed them in."""
     names = [route.name for route in routes]
     if len(set(names)) != len(names):
-        raise ValueError(f"tunnel routes need unique names, got {names}")
+        raise SpecError(f"tunnel routes need unique names, got {names}")
     keys = [(route.hostname, route.path) for route in routes]
     if len(set(keys)) != len(keys):
-        raise ValueError("two tunnel routes have the same hostname and path")
+        raise SpecError("two tunnel routes have the same hostname and path")
     if not routes:
-        raise ValueError("a tunnel needs at least one route")
+        raise SpecError("a tunnel needs at least one route")
     first_seen = {route.hostname: i for i, route in reversed(list(enumerate(routes)))}
     return sorted(routes, key=lambda r: (first_seen[r.hostname], r.path is None))
 

@@ -4,15 +4,17 @@ checks that stop a bad spec before anything is registered."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import os
 import shlex
+import subprocess
+from pathlib import Path
 from typing import Callable
 
 import pulumi
 import pytest
 from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
@@ -48,7 +50,8 @@ class _LibraryMocks(_Mocks):
 
 
 def render_program(program: Callable[[], None], stack: str = "test") -> RenderedStack:
-    """Run ``program`` as a Pulumi program under the same mocks tools.render uses."""
+    """Run ``program`` as a Pulumi program under the same mocks tools.render uses, through
+    the SDK's documented test entry point (``pulumi.runtime.test``)."""
     mocks = _LibraryMocks(stack)
     monitor = _Monitor(mocks)
     RETAINED.clear()
@@ -56,7 +59,7 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="library", stack=stack, preview=False,
                              monitor=monitor)
-    _sync_await(run_pulumi_func(program))
+    pulumi.runtime.test(program)()
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 
@@ -155,6 +158,46 @@ def test_post_deploy_runs_the_new_image_before_the_container_with_env_on_stdin()
         "DJANGO_SECRET_KEY=")[1].split("\n")[0] not in create
     app = stack.named("web-app")
     assert run.urn in app.options["dependencies"]
+
+
+FAKE_BIN = Path(__file__).parent / "fixtures/post-deploy-bin"
+
+
+def _run_post_deploy(tmp_path: Path, fail_on: str = "") -> tuple[subprocess.CompletedProcess,
+                                                                   list[str], str, str]:
+    """The rendered post-deploy command run for real by bash, with the docker CLI and sudo
+    replaced by tests/fixtures/post-deploy-bin (no engine here); the mktemp, the env file
+    written from stdin, the `set -e` chain and the cleanup are the real thing."""
+    if os.geteuid() != 0:
+        pytest.skip("the env file goes to /run, which needs root (make test runs as root)")
+    run = _django_like().named("web-app-post-deploy")
+    log, env_copy = tmp_path / "docker.log", tmp_path / "env"
+    log.touch()
+    env_copy.touch()
+    before = set(glob.glob("/run/jamjam-post-deploy.*"))
+    env_file = reveal(run.inputs["stdin"])
+    result = subprocess.run(
+        run.inputs["create"], shell=True, input=env_file, text=True, capture_output=True,
+        timeout=30, env={**os.environ, "PATH": f"{FAKE_BIN}:{os.environ['PATH']}",
+                         "FAKE_DOCKER_LOG": str(log), "FAKE_DOCKER_ENV": str(env_copy),
+                         "FAKE_DOCKER_FAIL_ON": fail_on})
+    assert set(glob.glob("/run/jamjam-post-deploy.*")) == before, "the env file is removed"
+    return result, log.read_text().splitlines(), env_copy.read_text(), env_file
+
+
+def test_post_deploy_command_runs_each_step_with_the_env_from_a_0600_file(tmp_path):
+    result, calls, seen_env, env_file = _run_post_deploy(tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = [line for line in calls if line.startswith("run ")]
+    assert [r.split()[-2] for r in runs] == ["migrate", "collectstatic"]
+    assert calls.count("600") == 2, calls
+    assert seen_env == env_file * 2
+
+
+def test_a_failing_migration_fails_the_command_and_stops_there(tmp_path):
+    result, calls, _, _ = _run_post_deploy(tmp_path, fail_on="migrate")
+    assert result.returncode == 3
+    assert not any("collectstatic" in line for line in calls)
 
 
 def _image_id(stack: RenderedStack, name: str) -> str:

@@ -257,7 +257,8 @@ def test_each_container_gets_its_pids_limit_keyed_on_its_id(case):
     stack, _ = case
     for container in stack.of_type(CONTAINER):
         limit = stack.named(f"{container.name}-pids-limit")
-        assert limit.inputs["create"] == f"sudo -n docker update --pids-limit 512 {container.id}"
+        assert limit.inputs["create"] == \
+            f"sudo -n docker update --pids-limit 512 {container.inputs['name']}"
         assert limit.inputs["triggers"] == [container.id]
         assert container.urn in limit.options["dependencies"]
 
