@@ -289,7 +289,7 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
     envs = _env_list(spec)
     before: list[pulumi.Resource] = list(depends_on)
     if spec.post_deploy is not None:
-        before.append(_post_deploy(name, spec, host, image, volumes, parent))
+        before.append(_post_deploy(name, spec, host, image, [*volumes, *depends_on], parent))
 
     hard = spec.hardening
     container = docker.Container(
@@ -403,7 +403,7 @@ def docker_run_flags(spec: ContainerSpec, network: str) -> list[str]:
 
 
 def _post_deploy(name: str, spec: ContainerSpec, host: DockerHost, image: docker.RemoteImage,
-                 volumes: list[docker.Volume], parent: pulumi.Resource) -> command.remote.Command:
+                 after: list[pulumi.Resource], parent: pulumi.Resource) -> command.remote.Command:
     """A one-off `docker run --rm` of the new image per command, before the serving container
     is replaced.
 
@@ -458,5 +458,8 @@ def _post_deploy(name: str, spec: ContainerSpec, host: DockerHost, image: docker
         logging=(command.remote.Logging.NONE if spec.secret_env
                  else command.remote.Logging.STDOUT_AND_STDERR),
         add_previous_output_in_env=False,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[image, host.network, *volumes]),
+        # After the containers this one depends on (the database a migration needs: they are
+        # created with wait=True, so they are healthy by then) and its volumes.
+        opts=pulumi.ResourceOptions(parent=parent,
+                                    depends_on=[host.ready, image, host.network, *after]),
     )

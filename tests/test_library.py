@@ -158,6 +158,7 @@ def test_post_deploy_runs_the_new_image_before_the_container_with_env_on_stdin()
         "DJANGO_SECRET_KEY=")[1].split("\n")[0] not in create
     app = stack.named("web-app")
     assert run.urn in app.options["dependencies"]
+    assert stack.named("web-db").urn in run.options["dependencies"], "the db is up first"
 
 
 FAKE_BIN = Path(__file__).parent / "fixtures/post-deploy-bin"
