@@ -1,5 +1,5 @@
 """Production's log archive: container logs shipped hourly, each byte once, to a private R2
-bucket (an :class:`~components.r2_store.R2Store`)."""
+bucket (an :class:`~jamjam_infra.r2_store.R2Store`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from components.r2_store import R2Store, R2StoreArgs, Retention
-from components.scheduled_job import ScheduledJob, ScheduledJobArgs
+from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs
 
 RCLONE_CONFIG = "/etc/jamjam/rclone.conf"
 

@@ -24,7 +24,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 
-from components._remote import read_file, remote_file
+from jamjam_infra._remote import read_file, remote_file
 
 REMOTE = "r2"
 """The rclone remote name in every store's config (``r2:<bucket>/<prefix>``)."""
