@@ -85,6 +85,8 @@ class R2Store(pulumi.ComponentResource):
     """The rclone config on the host; jobs set ``RCLONE_CONFIG`` to it."""
     config_file: pulumi.Resource
     """Depend on this before a job runs rclone against the store."""
+    retention: tuple[Retention, ...]
+    """The lifecycle rules declared, so jobs writing under a prefix can check theirs is there."""
 
     def __init__(self, name: str, args: R2StoreArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
@@ -139,6 +141,7 @@ class R2Store(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=[args.host_ready])))
         self.config_path = args.config_path
+        self.retention = tuple(args.retention)
         self.bucket_name = bucket.name
         self.register_outputs({"bucket_name": self.bucket_name})
 

@@ -4,6 +4,7 @@ through the real jamjam-alert.sh to a recording logger."""
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
@@ -92,11 +93,20 @@ def test_r2_down_alerts_and_the_next_good_run_resolves(host, store, recordings):
     assert len(store.keys_in()) == 2
 
 
+def test_max_age_leaves_old_files_on_the_host_only(host, store, recordings):
+    old = recordings / "2026/11/show-1.mp4"
+    stamp = old.stat().st_mtime - 100 * 86400
+    os.utime(old, (stamp, stamp))
+    assert sync(host, recordings, mode="copy", JAMJAM_SYNC_MAX_AGE_DAYS="90").returncode == 0
+    assert store.keys_in() == ["recordings/2026/11/show-2.mp4"]
+
+
 @pytest.mark.parametrize("variable, value, message", [
     ("JAMJAM_SYNC_MODE", "move", "must be copy or sync"),
     ("JAMJAM_SYNC_SOURCE", "relative/dir", "must be an absolute path"),
     ("JAMJAM_R2_DEST", "", "must be an rclone path"),
     ("JAMJAM_SYNC_NAME", "", "must be a lowercase name"),
+    ("JAMJAM_SYNC_MAX_AGE_DAYS", "3d", "is not a positive whole number"),
 ])
 def test_bad_settings_exit_2_naming_the_variable(host, recordings, variable, value, message):
     result = sync(host, recordings, **{variable: value})

@@ -13,6 +13,8 @@
 #   JAMJAM_R2_DEST       e.g. r2:rstream-backups/recordings
 #   JAMJAM_SYNC_MODE     copy or sync
 #   JAMJAM_SYNC_DELETED_DEST  sync mode only, optional: e.g. r2:rstream-backups/deleted/recordings
+#   JAMJAM_SYNC_MAX_AGE_DAYS  optional: only files changed within this many days go up (files
+#                        the host keeps longer than R2's lifecycle rule would come back daily)
 #   RCLONE_CONFIG        the store's rclone config (0600, root only)
 set -euo pipefail
 export LC_ALL=C
@@ -28,6 +30,7 @@ DELETED_DEST="${JAMJAM_SYNC_DELETED_DEST:-}"
 STATE_DIR="${JAMJAM_STATE_DIR:-/var/lib/jamjam/sync}"
 ALERT="${JAMJAM_ALERT:-/opt/jamjam/scripts/jamjam-alert.sh}"
 TIMEOUT="${JAMJAM_SYNC_TIMEOUT:-14400}"
+MAX_AGE_DAYS="${JAMJAM_SYNC_MAX_AGE_DAYS:-}"
 
 log() {
   echo "sync-dir-to-r2: $*" >&2
@@ -43,6 +46,8 @@ usage() {
 [[ $DEST == *:* ]] || usage "JAMJAM_R2_DEST=$DEST must be an rclone path like r2:bucket/prefix"
 [[ $MODE == copy || $MODE == sync ]] || usage "JAMJAM_SYNC_MODE=$MODE must be copy or sync"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || usage "JAMJAM_SYNC_TIMEOUT=$TIMEOUT is not a positive whole number"
+[[ -z $MAX_AGE_DAYS || $MAX_AGE_DAYS =~ ^[1-9][0-9]*$ ]] ||
+  usage "JAMJAM_SYNC_MAX_AGE_DAYS=$MAX_AGE_DAYS is not a positive whole number"
 
 incident="sync/$NAME"
 open_file="$STATE_DIR/$NAME.alert"
@@ -65,6 +70,9 @@ if [[ $MODE == sync ]] && [[ -z $(find "$SOURCE" -mindepth 1 -print -quit) ]]; t
 fi
 
 args=(--stats-one-line --stats 0)
+if [[ -n $MAX_AGE_DAYS ]]; then
+  args+=(--max-age "${MAX_AGE_DAYS}d")
+fi
 if [[ $MODE == sync && -n $DELETED_DEST ]]; then
   args+=(--backup-dir "$DELETED_DEST/$(date -u +%Y-%m-%d)")
 fi
