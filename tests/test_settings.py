@@ -13,7 +13,7 @@ SSH_KEY = {"secret": "-----EXAMPLE OPENSSH PRIVATE KEY for settings tests-----"}
 BAD_INPUTS = [
     ({"remove": ["vpsAddress"]}, "jamjam:vpsAddress", "not set"),
     ({"remove": ["signalingHostname"]}, "jamjam:signalingHostname", "not set"),
-    ({"remove": ["images"]}, "jamjam:images", "not set"),
+    ({"remove": ["images"]}, "jamjam:images.signaling", "not set"),
     ({"remove": ["sshPrivateKey"]}, "jamjam:sshPrivateKey", "not set"),
     ({"signalingHostname": "signaling.example.com"}, "jamjam:signalingHostname", "zone"),
     ({"signalingHostname": "bad_host!.koeda.me"}, "jamjam:signalingHostname", "not a valid DNS"),
@@ -36,7 +36,7 @@ BAD_INPUTS = [
      "jamjam:images.cloudflared", "latest"),
     ({"images": {"signaling": "ghcr.io/koeda/jamjam-signaling-server:0.1.0",
                  "echo": "ghcr.io/koeda/jamjam-echo-server:0.1.0"}},
-     "jamjam:images.cloudflared", "image reference"),
+     "jamjam:images.cloudflared", "not set"),
     ({"images": {"signaling": "ghcr.io/koeda/jamjam-signaling-server:0.1.0",
                  "echo": "ghcr.io/koeda/jamjam-echo-server:0.1.0",
                  "cloudflared": "cloudflare/cloudflared:2025.11.1", "redis": "redis:7"}},
@@ -83,7 +83,7 @@ def test_bad_value_fails_early_with_one_line_naming_the_key(change, key, words):
     message = str(error)
     assert message.startswith(key + ":"), message
     assert words in message, message
-    assert "for example" in message, message
+    assert "; fix: pulumi config " in message, message
     assert "\n" not in message, message
     assert error.registered == (), "resources were registered before the config error"
 
