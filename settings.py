@@ -676,13 +676,16 @@ class _Reader:
             problem = "is not a known setting"
             fix = self.rm_command(name)
             if close:
+                # The closest key is the likely intent; the full list would drown it.
                 problem += f"; did you mean {self._namespace}:{close[0]}?"
                 target = _BY_KEY[close[0]]
                 secret = _pulumi_compat.is_config_secret(f"{prefix}{name}")
                 if isinstance(target, Setting) and not secret:
                     fix += " && " + self.set_command(close[0], self._config.get(name),
                                                      secret=target.secret)
-            self.fail(name, f"{problem} (known: {', '.join(known)})", fix)
+            else:
+                problem += f" (known: {', '.join(known)})"
+            self.fail(name, problem, fix)
 
 
 def _snake(key: str) -> str:
