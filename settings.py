@@ -570,8 +570,11 @@ class _Reader:
 
     def _bad(self, path: str, spec: Setting, value: Any, problem: str, nested: bool) -> None:
         shown = f"{problem} (value not shown)" if spec.secret else f"{problem}, got {value!r}"
-        self.fail(path, shown,
-                  self.set_command(path, spec.example, spec.secret, nested))
+        fix = self.set_command(path, spec.example, spec.secret, nested)
+        if isinstance(spec.example, list):
+            # `set --path 'key[0]'` replaces one item; the bad one may be another.
+            fix = f"{self.rm_command(path, nested)} && {fix}"
+        self.fail(path, shown, fix)
 
     def parse(self, path: str, spec: Setting, value: Any, nested: bool) -> Any:
         try:

@@ -311,19 +311,13 @@ def _isolate(project: Project) -> None:
             del sys.modules[name]
 
 
-def render(stack: str, overrides: Mapping[str, Any] | None = None,
-           remove: Iterable[str] = (), use_examples: bool = True,
-           project_dir: Path | str = ROOT) -> RenderedStack:
-    """Run the program of ``project_dir`` for ``stack`` under mocks; return what it registers.
-
-    ``overrides`` (short keys, e.g. ``{"echoDelayMs": 0}``) and ``remove`` change the stack
-    config for this render only; ``{"secret": value}`` marks an override as a secret. Operator
-    keys missing from the stack file are filled with offline.yaml's stand-ins unless
-    ``use_examples`` is False; then project-level defaults fill what is still unset. Raises
-    whatever the program raises (a ``SettingsError`` for bad config), and ProjectError for a
-    project or stack that is not there.
-    """
-    project = load_project(project_dir)
+def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
+                  remove: Iterable[str] = (), use_examples: bool = True,
+                  project: Project | None = None) -> tuple[dict[str, str], list[str],
+                                                           dict[str, str]]:
+    """The config the engine would hand the program for ``stack``: (``namespace:key`` ->
+    string, the secret keys, the stand-ins used as key -> shown value). See :func:`render`."""
+    project = project or _JAMJAM
     namespace = project.name
     raw = stack_config(stack, project.dir)
     config: dict[str, str] = {}
@@ -363,7 +357,24 @@ def render(stack: str, overrides: Mapping[str, Any] | None = None,
         for attribute in ("default", "value"):
             if full not in config and declaration.get(attribute) is not None:
                 config[full] = _as_config_string(declaration[attribute])
+    return config, secret_keys, examples
 
+
+def render(stack: str, overrides: Mapping[str, Any] | None = None,
+           remove: Iterable[str] = (), use_examples: bool = True,
+           project_dir: Path | str = ROOT) -> RenderedStack:
+    """Run the program of ``project_dir`` for ``stack`` under mocks; return what it registers.
+
+    ``overrides`` (short keys, e.g. ``{"echoDelayMs": 0}``) and ``remove`` change the stack
+    config for this render only; ``{"secret": value}`` marks an override as a secret. Operator
+    keys missing from the stack file are filled with offline.yaml's stand-ins unless
+    ``use_examples`` is False; then project-level defaults fill what is still unset. Raises
+    whatever the program raises (a ``SettingsError`` for bad config), and ProjectError for a
+    project or stack that is not there.
+    """
+    project = load_project(project_dir)
+    config, secret_keys, examples = engine_config(stack, overrides, remove, use_examples,
+                                                  project)
     mocks = _Mocks(stack)
     monitor = _RecordingMonitor(mocks)
     compat.reset_root_resource()
