@@ -229,3 +229,15 @@ def test_any_project_dir_renders_with_its_own_name_defaults_and_stand_ins(tmp_pa
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "Stack dev (project demo)" in plan.stdout and "Stack staging (project demo)" in plan.stdout
     assert "staging" in _plan("--project-dir", str(demo), "nope").stderr
+
+
+def test_unreadable_stack_file_is_one_line_and_the_other_stack_still_plans(tmp_path):
+    directory = _project_copy(tmp_path / "jamjam")
+    (directory / "offline.yaml").symlink_to(ROOT / "offline.yaml")
+    (directory / "Pulumi.production.yaml").symlink_to(ROOT / "Pulumi.production.yaml")
+    (directory / "Pulumi.test.yaml").write_text("config:\n  jamjam:zone: [koeda.me\n")
+    result = _plan("--project-dir", str(directory))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Pulumi.test.yaml: line 3: not valid YAML" in result.stderr
+    assert "Stack production (project jamjam)" in result.stdout

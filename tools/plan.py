@@ -167,6 +167,8 @@ def _check(stack: RenderedStack) -> list:
 
 def config_errors(stack: str, error: Exception) -> list[str]:
     """One line per bad key, naming the stack file it is about."""
+    if isinstance(error, ProjectError):
+        return [str(error)]  # names its file already
     lines = getattr(error, "lines", None) or str(error).splitlines() or [type(error).__name__]
     return [f"Pulumi.{stack}.yaml: {line}" for line in lines]
 
@@ -176,7 +178,7 @@ def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None
     prints one: its message, no traceback)."""
     try:
         return render(name, project_dir=project_dir), []
-    except pulumi.RunError as error:
+    except (pulumi.RunError, ProjectError) as error:
         return None, config_errors(name, error)
 
 
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory of the Pulumi project (default: jamjam, %(default)s)")
     args = parser.parse_args(argv)
     stacks = resolve_stacks(parser, args.project_dir, args.stacks)
+    project = load_project(args.project_dir).name
     failed = False
     errors: list[str] = []
     documents = []
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if stack is None:
             errors += stack_errors
             if args.json:
-                documents.append({"stack": name, "errors": stack_errors})
+                documents.append({"stack": name, "project": project, "errors": stack_errors})
             continue
         violations = _check(stack)
         failed |= any(v.level == "mandatory" for v in violations)

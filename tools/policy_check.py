@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in stacks:
         try:
             rendered = rendering.render(name, **where)
-        except pulumi.RunError as error:
+        except (pulumi.RunError, rendering.ProjectError) as error:
             errors += config_errors(name, error)
             continue
         violations = check(name, rendered.resources, config)
