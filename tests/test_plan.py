@@ -241,3 +241,36 @@ def test_unreadable_stack_file_is_one_line_and_the_other_stack_still_plans(tmp_p
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "Pulumi.test.yaml: line 3: not valid YAML" in result.stderr
     assert "Stack production (project jamjam)" in result.stdout
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_readme_error_example_is_what_the_plan_prints(tmp_path):
+    section = _readme_section("Configuration reference")
+    example = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    directory = _project_copy(tmp_path / "jamjam")
+    (directory / "offline.yaml").symlink_to(ROOT / "offline.yaml")
+    config = stack_config("test")
+    config["jamjam:echoDelayMs"] = "soon"
+    del config["jamjam:images"]["cloudflared"]
+    config["jamjam:port"] = 8080
+    _write_stack(directory, "test", config)
+    result = _plan("--project-dir", str(directory), "test")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == example
+
+
+def test_readme_config_reference_names_every_key():
+    import settings
+    section = _readme_section("Configuration reference")
+    for spec in settings.TOP_LEVEL:
+        assert f"`{spec.key}" in section or f"`{spec.key}." in section, spec.key
+        # operations.* points at "Scheduled operations", whose table names each switch.
+        where = _readme_section("Scheduled operations") if spec.key == "operations" else section
+        for item in getattr(spec, "fields", ()):
+            assert any(form in where for form in (f"`{item.key}`", f".{item.key}`",
+                                                  f"`.{item.key}")), f"{spec.key}.{item.key}"

@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stacks = resolve_stacks(parser, args.project_dir, args.stacks)
     config = _policy_config(parser, args.config)
+    if config is not None:
+        try:
+            # Settings and levels are read before any rule runs on a real resource, so a bad
+            # config is one line here, not a traceback halfway through a stack.
+            check(stacks[0], [], config)
+        except ValueError as error:
+            parser.error(f"--config {args.config}: {error}")
     # Only a project other than jamjam is named to render(), so a test may stand in for
     # render with a one-argument function.
     where = {} if args.project_dir == rendering.ROOT else {"project_dir": args.project_dir}
