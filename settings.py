@@ -682,10 +682,12 @@ class _Reader:
                 # The closest key is the likely intent; the full list would drown it.
                 problem += f"; did you mean {self._namespace}:{close[0]}?"
                 target = _BY_KEY[close[0]]
-                secret = _pulumi_compat.is_config_secret(f"{prefix}{name}")
-                if isinstance(target, Setting) and not secret:
-                    fix += " && " + self.set_command(close[0], self._config.get(name),
-                                                     secret=target.secret)
+                if isinstance(target, Setting):
+                    # Move the value over, unless it is (or is meant to be) a secret, which
+                    # an error line never shows.
+                    secret = target.secret or _pulumi_compat.is_config_secret(f"{prefix}{name}")
+                    value = target.example if secret else self._config.get(name)
+                    fix += " && " + self.set_command(close[0], value, secret=target.secret)
             else:
                 problem += f" (known: {', '.join(known)})"
             self.fail(name, problem, fix)

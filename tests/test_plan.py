@@ -197,7 +197,11 @@ pulumi.export("settingsModule", settings.WHOSE)
 
 
 def test_any_project_dir_renders_with_its_own_name_defaults_and_stand_ins(tmp_path):
-    demo = tmp_path / "demo"
+    # Nested in a copy of jamjam, as examples/<name>/ are in this repository.
+    outer = _project_copy(tmp_path / "jamjam")
+    for name in ("offline.yaml", "Pulumi.test.yaml"):
+        (outer / name).symlink_to(ROOT / name)
+    demo = outer / "nested-demo"
     demo.mkdir()
     (demo / "Pulumi.yaml").write_text(yaml.safe_dump({
         "name": "demo", "runtime": "python",
@@ -211,8 +215,9 @@ def test_any_project_dir_renders_with_its_own_name_defaults_and_stand_ins(tmp_pa
     (demo / "settings.py").write_text('WHOSE = "demo"\n')
     script = ("import json, sys\n"
               "from tools.render import render\n"
-              "render('test')\n"
+              f"render('test', project_dir={str(outer)!r})\n"
               f"stacks = [render(s, project_dir={str(demo)!r}) for s in ('dev', 'staging')]\n"
+              f"render('test', project_dir={str(outer)!r})\n"
               "render('test')\n"
               "print(json.dumps([[s.project, s.stack, s.outputs, s.examples,"
               " s.named('salt').inputs] for s in stacks]))\n")

@@ -239,6 +239,13 @@ def test_missing_map_hint_is_a_pasteable_path_command():
 def test_a_secret_in_error_messages_is_never_echoed():
     error = _render_bad({"sshPrivateKey": {"secret": "hunter2-do-not-print"}})
     assert "hunter2" not in str(error)
+    # Under a mistyped key, in plaintext or not, a secret is still not shown.
+    for value in ("-----hunter2 PRIVATE KEY-----", {"secret": "-----hunter2 PRIVATE KEY-----"}):
+        error = _render_bad({"sshPrivatekey": value})
+        assert "hunter2" not in str(error) and "did you mean jamjam:sshPrivateKey" in str(error)
+        assert "--secret jamjam:sshPrivateKey < ~/.ssh/jamjam_ed25519" in str(error)
+    error = _render_bad({"alertWebhookURL": "https://hooks.example/hunter2"})
+    assert "hunter2" not in str(error) and "--secret jamjam:alertWebhookUrl" in str(error)
 
 
 def test_there_are_at_least_fifteen_distinct_bad_inputs():

@@ -301,13 +301,18 @@ def _isolate(project: Project) -> None:
 
     Two projects may each have a module of the same name (``settings``); Python would hand the
     second one the first's from its cache. A cached module is dropped when the project about
-    to run has a file of that name and the cached one is not that file."""
+    to run has a file of that name and the cached one is not that file (a project nested in
+    another's directory, examples/<name>/, has its own)."""
     for name, module in list(sys.modules.items()):
         top = name.split(".")[0]
-        if not ((project.dir / f"{top}.py").exists() or (project.dir / top).is_dir()):
+        own_file, own_package = project.dir / f"{top}.py", project.dir / top
+        if not (own_file.exists() or own_package.is_dir()):
             continue
         origin = getattr(module, "__file__", None)
-        if origin and project.dir not in Path(origin).resolve().parents:
+        if not origin:
+            continue
+        origin_path = Path(origin).resolve()
+        if origin_path != own_file.resolve() and own_package.resolve() not in origin_path.parents:
             del sys.modules[name]
 
 
