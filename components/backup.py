@@ -136,8 +136,9 @@ class Backup(pulumi.ComponentResource):
         }
         after = [args.host_ready, *args.after]
         if args.store is not None:
-            environment["RCLONE_CONFIG"] = args.store.config_path
-            after.append(args.store.config_file)
+            config_path, config_file = args.store.host_config(f"backup {backup!r}")
+            environment["RCLONE_CONFIG"] = config_path
+            after.append(config_file)
 
         for backup_set in args.sets:
             job = f"{backup}-{backup_set.name}"

@@ -85,6 +85,7 @@ class DirSync(pulumi.ComponentResource):
         super().__init__("jamjam:index:DirSync", name, None, opts)
         _validate(name, args)
         self.jobs = {}
+        config_path, config_file = args.store.host_config(f"directory sync {name!r}")
         for synced in args.dirs:
             environment = {
                 **alert_environment(args.stack),
@@ -92,7 +93,7 @@ class DirSync(pulumi.ComponentResource):
                 "JAMJAM_SYNC_SOURCE": synced.source,
                 "JAMJAM_SYNC_MODE": synced.mode,
                 "JAMJAM_R2_DEST": args.store.remote(synced.prefix),
-                "RCLONE_CONFIG": args.store.config_path,
+                "RCLONE_CONFIG": config_path,
             }
             if synced.max_age_days is not None:
                 environment["JAMJAM_SYNC_MAX_AGE_DAYS"] = str(synced.max_age_days)
@@ -102,7 +103,7 @@ class DirSync(pulumi.ComponentResource):
             self.jobs[job] = script_job(
                 f"{name}-{synced.name}", args.connection, job, SYNC_SCRIPT, args.schedule,
                 f"rclone {synced.mode} {synced.source} to {args.store.remote(synced.prefix)}",
-                environment, [args.host_ready, args.store.config_file, *args.after], self)
+                environment, [args.host_ready, config_file, *args.after], self)
         self.register_outputs({})
 
 

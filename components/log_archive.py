@@ -1,5 +1,10 @@
-"""Production's log archive: container logs shipped hourly, each byte once, to a private R2
-bucket (an :class:`~jamjam_infra.r2_store.R2Store`)."""
+"""Container logs shipped hourly, each byte once, to a private R2 bucket
+(``upload-logs-to-r2.sh``).
+
+:class:`LogArchive` is jamjam's: a bucket of its own (an
+:class:`~jamjam_infra.r2_store.R2Store`) and the upload. :class:`LogUpload` is the upload alone,
+into a folder of a store a system already has (one bucket per system for backups, synced
+directories and logs)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
+from jamjam_infra._script_job import check_schedule
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs
 
@@ -47,17 +53,45 @@ class LogArchive(pulumi.ComponentResource):
             retention=retention,
             moved_from=self,
         ), opts=pulumi.ResourceOptions(parent=self))
-        ScheduledJob(f"{name}-upload", ScheduledJobArgs(
-            connection=args.connection,
-            script="upload-logs-to-r2.sh",
-            schedule=args.schedule,
-            description=f"ship container logs to R2 bucket {args.bucket}",
-            environment={
-                "JAMJAM_STACK": args.stack,
-                "JAMJAM_R2_DEST": store.remote(),
-                "RCLONE_CONFIG": store.config_path,
-            },
-            after=[store.config_file],
-        ), opts=pulumi.ResourceOptions(parent=self))
+        _upload(name, args.stack, store, "", args.schedule, args.connection, self)
         self.bucket_name = store.bucket_name
         self.register_outputs({"bucket_name": self.bucket_name})
+
+
+@dataclass(frozen=True)
+class LogUploadArgs:
+    stack: str
+    store: R2Store
+    connection: command.remote.ConnectionArgs
+    prefix: str = "logs/"
+    """Folder in the bucket; objects land under ``<prefix><stack>/<host>/<container>/...``."""
+    schedule: str = "0 * * * *"
+
+
+class LogUpload(pulumi.ComponentResource):
+    """The hourly upload of every container's log into a folder of an existing store."""
+
+    def __init__(self, name: str, args: LogUploadArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jamjam:index:LogUpload", name, None, opts)
+        check_schedule(f"log upload {name!r}", args.schedule)
+        _upload(name, args.stack, args.store, args.prefix, args.schedule, args.connection, self)
+        self.register_outputs({})
+
+
+def _upload(name: str, stack: str, store: R2Store, prefix: str, schedule: str,
+            connection: command.remote.ConnectionArgs, parent: pulumi.Resource) -> None:
+    config_path, config_file = store.host_config(f"log upload {name!r}")
+    ScheduledJob(f"{name}-upload", ScheduledJobArgs(
+        connection=connection,
+        script="upload-logs-to-r2.sh",
+        schedule=schedule,
+        description=f"ship container logs to R2 bucket {store.bucket}"
+                    + (f" under {prefix}" if prefix else ""),
+        environment={
+            "JAMJAM_STACK": stack,
+            "JAMJAM_R2_DEST": store.remote(prefix),
+            "RCLONE_CONFIG": config_path,
+        },
+        after=[config_file],
+    ), opts=pulumi.ResourceOptions(parent=parent))

@@ -43,6 +43,24 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^([A-Za-z0-9._-]+/)*$")
 
 
+def endpoint(account_id: str) -> str:
+    """R2's S3 API for an account."""
+    return f"https://{account_id}.r2.cloudflarestorage.com"
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """What an S3 client (ActiveStorage, boto3, the AWS SDK) needs to reach one R2 bucket."""
+
+    access_key_id: pulumi.Output[str]
+    """Secret: it is half of a credential, and policies treat env names with KEY as secrets."""
+    secret_access_key: pulumi.Output[str]
+    endpoint: str
+    bucket: str
+    region: str = "auto"
+    """R2 has no regions; S3 clients that insist on one are given ``auto``."""
+
+
 @dataclass(frozen=True)
 class Retention:
     """Objects under ``prefix`` are deleted ``days`` after they were written."""
@@ -66,9 +84,11 @@ class R2StoreArgs:
     bucket: str
     token_name: str
     """Name of the bucket-scoped API token in the Cloudflare dashboard."""
-    connection: command.remote.ConnectionArgs
-    host_ready: pulumi.Resource
-    config_path: str
+    connection: command.remote.ConnectionArgs | None
+    """The host whose jobs write to the store; None for a store only an app uses (through
+    :attr:`R2Store.credentials`), with no rclone config anywhere."""
+    host_ready: pulumi.Resource | None
+    config_path: str | None
     """Where the rclone config lands on the host (root only, 0600); one file per store."""
     retention: Sequence[Retention] = ()
     """Empty: objects stay until deleted by hand."""
@@ -81,10 +101,14 @@ class R2Store(pulumi.ComponentResource):
     """A private R2 bucket and the host's bucket-scoped rclone remote for it."""
 
     bucket_name: pulumi.Output[str]
-    config_path: str
+    bucket: str
+    """The bucket's name, known at preview (``bucket_name`` is the provider's Output)."""
+    config_path: str | None
     """The rclone config on the host; jobs set ``RCLONE_CONFIG`` to it."""
-    config_file: pulumi.Resource
+    config_file: pulumi.Resource | None
     """Depend on this before a job runs rclone against the store."""
+    credentials: "S3Credentials"
+    """The same bucket-scoped keys, for an app that reads and writes the bucket itself."""
     retention: tuple[Retention, ...]
     """The lifecycle rules declared, so jobs writing under a prefix can check theirs is there."""
 
@@ -93,6 +117,7 @@ class R2Store(pulumi.ComponentResource):
         super().__init__("jamjam:index:R2Store", name, None, opts)
         _validate(args)
         self._bucket = args.bucket
+        self.bucket = args.bucket
         aliases = [pulumi.Alias(parent=args.moved_from)] if args.moved_from is not None else None
         child = pulumi.ResourceOptions(parent=self, aliases=aliases)
 
@@ -130,20 +155,38 @@ class R2Store(pulumi.ComponentResource):
         )
         # R2's S3 API takes the token id as the access key and the SHA-256 of its value as
         # the secret: nothing to create by hand, and rotating the token rotates both.
-        rclone_config = pulumi.Output.all(token.id, token.value).apply(
-            lambda pair: Template(read_file("rclone.conf.tmpl")).substitute(
-                access_key_id=pair[0],
-                secret_access_key=hashlib.sha256(pair[1].encode()).hexdigest(),
-                account_id=args.account_id))
-        self.config_file = remote_file(
-            f"{name}-rclone-config", args.connection, args.config_path,
-            pulumi.Output.secret(rclone_config), mode="0600", secret=True,
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=[args.host_ready])))
+        self.credentials = S3Credentials(
+            access_key_id=pulumi.Output.secret(token.id),
+            secret_access_key=pulumi.Output.secret(token.value.apply(
+                lambda value: hashlib.sha256(value.encode()).hexdigest())),
+            endpoint=endpoint(args.account_id),
+            bucket=args.bucket,
+        )
+        self.config_file = None
+        if args.connection is not None:
+            rclone_config = pulumi.Output.all(token.id, token.value).apply(
+                lambda pair: Template(read_file("rclone.conf.tmpl")).substitute(
+                    access_key_id=pair[0],
+                    secret_access_key=hashlib.sha256(pair[1].encode()).hexdigest(),
+                    endpoint=endpoint(args.account_id)))
+            self.config_file = remote_file(
+                f"{name}-rclone-config", args.connection, str(args.config_path),
+                pulumi.Output.secret(rclone_config), mode="0600", secret=True,
+                opts=pulumi.ResourceOptions.merge(
+                    child, pulumi.ResourceOptions(depends_on=[args.host_ready])))
         self.config_path = args.config_path
         self.retention = tuple(args.retention)
         self.bucket_name = bucket.name
         self.register_outputs({"bucket_name": self.bucket_name})
+
+    def host_config(self, user: str) -> tuple[str, pulumi.Resource]:
+        """(config path, its resource) for a job that runs rclone against the store; ``user``
+        names the job in the error when the store has no host config."""
+        if self.config_path is None or self.config_file is None:
+            raise ValueError(f"{user} writes to bucket {self._bucket}, whose R2Store was made "
+                             "without a host connection; give R2StoreArgs connection, "
+                             "host_ready and config_path")
+        return self.config_path, self.config_file
 
     def remote(self, prefix: str = "") -> str:
         """``r2:<bucket>/<prefix>``, the rclone destination for objects under ``prefix``."""
@@ -151,6 +194,10 @@ class R2Store(pulumi.ComponentResource):
 
 
 def _validate(args: R2StoreArgs) -> None:
+    if (args.connection is None) != (args.config_path is None) or (
+            args.connection is not None and args.host_ready is None):
+        raise ValueError(f"bucket {args.bucket}: give connection, host_ready and config_path "
+                         "together (jobs on a host use the store) or none of them (an app does)")
     if not _BUCKET.match(args.bucket):
         raise ValueError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
                          "digits and hyphens, e.g. 'rstream-backups'")
