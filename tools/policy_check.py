@@ -161,7 +161,7 @@ def format_report(violations: list[Violation]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from tools import render as rendering
-    from tools.plan import OneLineParser, config_errors, resolve_stacks
+    from tools.plan import PROJECT_POLICY_CONFIG, OneLineParser, config_errors, resolve_stacks
 
     parser = OneLineParser(prog="python -m tools.policy_check",
                                      description="Run the policy pack on rendered stacks, offline.")
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="directory of the Pulumi project (default: jamjam, %(default)s)")
     args = parser.parse_args(argv)
     stacks = resolve_stacks(parser, args.project_dir, args.stacks)
+    if args.config is None and (args.project_dir / PROJECT_POLICY_CONFIG).exists():
+        args.config = args.project_dir / PROJECT_POLICY_CONFIG
     config = _policy_config(parser, args.config)
     if config is not None:
         try:
