@@ -157,6 +157,17 @@ class StackConfig:
             found[role] = str(value)
         return found
 
+    def secret(self, key: str, example: str) -> pulumi.Output[str]:
+        """A required secret the operator sets (``pulumi config set --secret``)."""
+        value = self._config.get_secret(key)
+        if value is None:
+            self._fail(key, "is not set", example, secret=True)
+            return pulumi.Output.secret("")
+        if not _is_secret_key(self._config, key):
+            self._fail(key, "is stored in plaintext in the stack file; it must be a secret",
+                       example, secret=True)
+        return value
+
     def operator(self) -> Operator:
         """vpsAddress, cloudflareAccountId, cloudflareZoneId, sshPrivateKey (secret), and the
         optional ssh.user / ssh.hostKey / alertWebhookUrl (secret)."""
@@ -180,19 +191,15 @@ class StackConfig:
         user = str(ssh.get("user", "ops"))
         if not _USER.match(user) or user == "root":
             self._fail("ssh.user", f"must be a non-root user name, got {user!r}", "ops")
-        key = self._config.get_secret("sshPrivateKey")
-        if key is None:
-            self._fail("sshPrivateKey", "is not set", "\"$(cat ~/.ssh/id_ed25519)\"", secret=True)
-        elif self._config.get("sshPrivateKey") is not None and not _is_secret_key(
-                self._config, "sshPrivateKey"):
-            self._fail("sshPrivateKey", "must be set as a secret", "\"$(cat ~/.ssh/id_ed25519)\"",
-                       secret=True)
-        webhook = self._config.get_secret("alertWebhookUrl")
+        key = self.secret("sshPrivateKey", "\"$(cat ~/.ssh/id_ed25519)\"")
+        webhook = None
+        if self._config.get("alertWebhookUrl") is not None:
+            webhook = self.secret("alertWebhookUrl", "https://discord.com/api/webhooks/...")
         return Operator(
             account_id=account or "", zone_id=zone_id or "",
             ssh=SshArgs(host=address or "", port=int(ssh.get("port", 22)), user=user,
                         initial_user=str(ssh.get("initialUser", "root")),
-                        private_key=key if key is not None else pulumi.Output.secret(""),
+                        private_key=key,
                         host_key=ssh.get("hostKey")),
             alert_webhook_url=webhook,
         )
