@@ -213,6 +213,11 @@ class _Mocks(Mocks):
             state["base64"] = self._made_up(base64.b64encode(raw).decode(),
                                             f"random bytes of {args.name}")
             state["hex"] = self._made_up(raw.hex(), f"random bytes of {args.name}")
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            # Letters and digits (what the programs ask for), derived from the id: stable.
+            digest = hashlib.sha256(("password:" + ident).encode()).hexdigest()
+            state["result"] = self._made_up(digest[: int(state.get("length", 32))],
+                                            f"random password {args.name}")
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             state["imageId"] = self._made_up(
                 "sha256:" + hashlib.sha256(str(state["name"]).encode()).hexdigest(),
