@@ -16,11 +16,15 @@ mandatory policy is violated, 2 when a project does not render (one line per pro
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import re
 import shlex
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pulumi
 
@@ -73,7 +77,8 @@ def _env(container: Resource) -> tuple[list[str], bool]:
 def _container_lines(stack: RenderedStack) -> list[str]:
     urns = _by_urn(stack)
     lines = []
-    for c in stack.of_type(CONTAINER):
+    # Registration order varies from run to run (the SDK registers from threads): by name.
+    for c in sorted(stack.of_type(CONTAINER), key=lambda r: r.inputs["name"]):
         i = c.inputs
         env, secret_list = _env(c)
         labels = {e["label"]: e["value"] for e in i.get("labels") or []}
@@ -105,7 +110,7 @@ def _route_lines(stack: RenderedStack) -> list[str]:
     tunnels = stack.of_type("cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared")
     checks = {(h.inputs["address"], h.inputs["httpConfig"]["path"]): h
               for h in stack.of_type("cloudflare:index/healthcheck:Healthcheck")}
-    for tunnel in tunnels:
+    for tunnel in sorted(tunnels, key=lambda r: r.inputs["name"]):
         lines.append(f"  Tunnel {tunnel.inputs['name']}:")
     for config in stack.of_type(
             "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig"):
@@ -165,7 +170,7 @@ def _job_lines(stack: RenderedStack) -> list[str]:
 
 def _post_deploy_lines(stack: RenderedStack) -> list[str]:
     lines = []
-    for command in stack.of_type(COMMAND):
+    for command in sorted(stack.of_type(COMMAND), key=lambda r: r.name):
         if not command.name.endswith("-post-deploy"):
             continue
         script = shlex.split(str(reveal(command.inputs.get("create"))))[-1]
@@ -190,7 +195,8 @@ def _bucket_lines(stack: RenderedStack) -> list[str]:
             if delete:
                 rules.setdefault(lifecycle.inputs["bucketName"], []).append(
                     f"{rule['conditions']['prefix'] or '(all)'} {int(delete['condition']['maxAge'] // DAY)} d")
-    for bucket in stack.of_type("cloudflare:index/r2Bucket:R2Bucket"):
+    for bucket in sorted(stack.of_type("cloudflare:index/r2Bucket:R2Bucket"),
+                         key=lambda r: r.inputs["name"]):
         name = bucket.inputs["name"]
         lines.append(f"    {name}: {'PUBLIC r2.dev URL' if public.get(name) else 'private'}; "
                      f"expiry: {', '.join(rules.get(name, [])) or 'none (kept until deleted)'}")
@@ -218,7 +224,7 @@ def summary(stack: RenderedStack, project_dir: Path, violations: list) -> str:
     lines += _job_lines(stack)
     lines.append("  R2 buckets:")
     lines += _bucket_lines(stack)
-    generated = [r.name for r in stack.of_type("random:index/randomPassword:RandomPassword")]
+    generated = sorted(r.name for r in stack.of_type("random:index/randomPassword:RandomPassword"))
     if generated:
         lines.append(f"  Generated secrets: {', '.join(generated)}")
     lines.append("  Outputs: " + ", ".join(
@@ -239,28 +245,100 @@ def _check(stack: RenderedStack, project_dir: Path) -> list:
     return check(stack.stack, stack.resources, project_policy_config(project_dir))
 
 
-def plan(project_dirs: Iterable[Path], tree: bool, with_jamjam: bool) -> int:
+@dataclass(frozen=True)
+class _Job:
+    project_dir: Path
+    stack: str
+    full_tree: bool
+    """jamjam: printed as `make plan` prints it; examples: summarised (and a tree on request)."""
+    tree: bool
+
+
+@dataclass(frozen=True)
+class _Result:
+    text: str
+    failed: bool
+    errors: tuple[str, ...]
+
+
+def _run(job: _Job) -> _Result:
+    try:
+        stack = render(job.stack, project_dir=job.project_dir)
+    except (pulumi.RunError, ProjectError) as error:
+        return _Result("", False, tuple(f"{job.project_dir.name}: {line}"
+                                        for line in config_errors(job.stack, error)))
+    violations = _check(stack, job.project_dir)
+    parts = []
+    if job.full_tree or job.tree:
+        parts.append(tree_text(stack, violations))
+    if not job.full_tree:
+        parts.append(summary(stack, job.project_dir, violations))
+    return _Result("\n\n".join(parts), any(v.level == "mandatory" for v in violations), ())
+
+
+def _results(jobs: list[_Job], workers: int) -> Iterator[_Result]:
+    """Each job's result, in order. Rendering is CPU-bound and single-threaded, so the jobs are
+    spread over forked workers, one per CPU, which inherit the imported SDKs (the expensive
+    part of a plan). The workers fork before anything renders here: a render leaves executor
+    threads behind, and forking a process with threads can copy a held lock into the child.
+    os.fork and a pipe per worker rather than multiprocessing: nothing but the results (plain
+    text and flags) crosses, and a worker that dies shows as a short read, not a hang."""
+    if workers < 2 or len(jobs) < 2 or not hasattr(os, "fork"):
+        yield from map(_run, jobs)
+        return
+    workers = min(workers, len(jobs))
+    streams = []
+    for worker in range(workers):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            status = 0
+            try:
+                with os.fdopen(write, "wb") as out:
+                    for index in range(worker, len(jobs), workers):
+                        result = _run(jobs[index])
+                        pickle.dump((index, result.text, result.failed, result.errors), out)
+                        out.flush()
+            except BaseException:  # noqa: BLE001 (reported, then the worker ends)
+                traceback.print_exc()
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(write)
+        streams.append((pid, os.fdopen(read, "rb")))
+    try:
+        for index in range(len(jobs)):
+            try:
+                got, text, failed, errors = pickle.load(streams[index % workers][1])
+            except EOFError:
+                raise RuntimeError("a plan worker stopped early (its error is above); "
+                                   "run with --jobs 1 to render in this process") from None
+            assert got == index
+            yield _Result(text, failed, errors)
+    finally:
+        for pid, stream in streams:
+            stream.close()
+            os.waitpid(pid, 0)
+
+
+def plan(project_dirs: Iterable[Path], tree: bool, with_jamjam: bool,
+         workers: int = os.cpu_count() or 1) -> int:
     failed, errors = False, []
-    jobs: list[tuple[Path, bool]] = [(ROOT, True)] if with_jamjam else []
-    jobs += [(Path(d).resolve(), False) for d in project_dirs]
-    for project_dir, full_tree in jobs:
+    projects: list[tuple[Path, bool]] = [(ROOT, True)] if with_jamjam else []
+    projects += [(Path(d).resolve(), False) for d in project_dirs]
+    jobs = []
+    for project_dir, full_tree in projects:
         try:
-            stacks = load_project(project_dir).stacks
+            jobs += [_Job(project_dir, name, full_tree, tree)
+                     for name in load_project(project_dir).stacks]
         except ProjectError as error:
             errors.append(str(error))
-            continue
-        for name in stacks:
-            try:
-                stack = render(name, project_dir=project_dir)
-            except (pulumi.RunError, ProjectError) as error:
-                errors += [f"{project_dir.name}: {line}" for line in config_errors(name, error)]
-                continue
-            violations = _check(stack, project_dir)
-            failed |= any(v.level == "mandatory" for v in violations)
-            if full_tree or tree:
-                print(tree_text(stack, violations), end="\n\n", flush=True)
-            if not full_tree:
-                print(summary(stack, project_dir, violations), end="\n\n", flush=True)
+    for result in _results(jobs, workers):
+        if result.text:
+            print(result.text, end="\n\n", flush=True)
+        failed |= result.failed
+        errors += result.errors
     for line in errors:
         print(line, file=sys.stderr)
     if errors:
@@ -278,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", action="store_true", help="also print each full resource tree")
     parser.add_argument("--with-jamjam", action="store_true",
                         help="first render jamjam's stacks, as `make plan` prints them")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="stacks rendered at once, in forked workers (default: CPUs)")
     args = parser.parse_args(argv)
-    return plan(args.projects or example_dirs(), args.tree, args.with_jamjam)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    return plan(args.projects or example_dirs(), args.tree, args.with_jamjam, args.jobs)
 
 
 if __name__ == "__main__":
