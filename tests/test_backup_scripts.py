@@ -275,3 +275,30 @@ def test_without_r2_the_drill_uses_the_hosts_newest_dump(host, engine, db):
     assert result.returncode == 0, result.stderr
     assert str(host.backups) in result.stderr and ": 3 tables" in result.stderr
     assert_left_nothing_running(engine, db)
+
+
+# --- README "Restoring a database by hand" -----------------------------------------------
+
+RESTORE = ("PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_restore --clean --if-exists --no-owner "
+           "--single-transaction --exit-on-error -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
+
+
+def test_the_readme_restore_recipe_brings_the_data_back(host, engine, db, store, tmp_path):
+    """The commands README gives, run as written: list R2, fetch a dump, pg_restore it into
+    the live container over what is there now."""
+    assert backup(host, db).returncode == 0
+    db.sql(engine, "DELETE FROM sessions; DELETE FROM users; DROP TABLE audit")
+    rclone = ["rclone", "--config", str(host.rclone_config)]
+    listing = subprocess.run([*rclone, "lsf", "-R", f"r2:{BUCKET}/{PREFIX}/"], check=True,
+                             capture_output=True, text=True, env=host.base_env).stdout.split()
+    (path,) = [p for p in listing if p.endswith(".dump")]
+    target = tmp_path / "restore.dump"
+    subprocess.run([*rclone, "copyto", f"r2:{BUCKET}/{PREFIX}/{path}", str(target)], check=True,
+                   env=host.base_env)
+    with target.open("rb") as dump:
+        result = subprocess.run(["docker", "exec", "-i", db.container, "sh", "-c", RESTORE],
+                                stdin=dump, env=host.base_env,
+                                capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert db.sql(engine, "SELECT count(*) FROM users") == "500"
+    assert db.sql(engine, "SELECT count(*) FROM audit") == "0", "the dropped table is back"
