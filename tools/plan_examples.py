@@ -16,6 +16,7 @@ mandatory policy is violated, 2 when a project does not render (one line per pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import re
@@ -300,6 +301,9 @@ def _results(jobs: list[_Job], workers: int) -> Iterator[_Result]:
                         result = _run(jobs[index])
                         pickle.dump((index, result.text, result.failed, result.errors), out)
                         out.flush()
+            except BrokenPipeError:
+                # The reader is gone (`| head` closed the plan): nothing left to say.
+                status = 0
             except BaseException:  # noqa: BLE001 (reported, then the worker ends)
                 traceback.print_exc()
                 status = 1
@@ -334,11 +338,13 @@ def plan(project_dirs: Iterable[Path], tree: bool, with_jamjam: bool,
                      for name in load_project(project_dir).stacks]
         except ProjectError as error:
             errors.append(str(error))
-    for result in _results(jobs, workers):
-        if result.text:
-            print(result.text, end="\n\n", flush=True)
-        failed |= result.failed
-        errors += result.errors
+    # Closed however the loop ends (a reader that went away), so the workers are reaped.
+    with contextlib.closing(_results(jobs, workers)) as results:
+        for result in results:
+            if result.text:
+                print(result.text, end="\n\n", flush=True)
+            failed |= result.failed
+            errors += result.errors
     for line in errors:
         print(line, file=sys.stderr)
     if errors:
