@@ -344,3 +344,31 @@ def test_thinkring(stacks):
     assert schedule == "0 2 * * *" and variables["JAMJAM_KEEP_DAYS"] == "7"
     _, drill = cron(stack, "thinkring-db-backup-restore-drill")
     assert drill["JAMJAM_DRILL_MAX_AGE_HOURS"] == "25", "RPO 24 h"
+
+
+def test_the_plan_is_the_same_rendered_in_workers_or_in_one_process():
+    def plan(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "tools.plan_examples", "--with-jamjam",
+                                 *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+    assert plan("--jobs", "2") == plan("--jobs", "1")
+
+
+def test_a_broken_example_is_one_line_per_key_and_exit_2(tmp_path):
+    import shutil
+    project = tmp_path / "thinkring"
+    shutil.copytree(EXAMPLES["thinkring"], project)
+    stack_file = project / "Pulumi.production.yaml"
+    stack_file.write_text(stack_file.read_text().replace("postgres:15.8", "postgres")
+                          .replace("thinkring.example.com", "thinkring.example.org"))
+    result = subprocess.run([sys.executable, "-m", "tools.plan_examples", str(project),
+                             str(EXAMPLES["r-stream"])], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("thinkring: Pulumi.production.yaml: thinkring:hostname must be "
+                               "inside the zone example.com")
+    assert "thinkring:images.db must be an image pinned by tag or digest" in lines[1]
+    assert "Project r-stream" in result.stdout, "the other project still renders"
