@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: plan plan-json test bench clean
 
-$(VENV)/.requirements: requirements.txt
+$(VENV)/.requirements: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
