@@ -12,13 +12,15 @@ from typing import Any, Mapping
 import pulumi
 
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Labels, Port
-from jamjam_infra.host import SshArgs
+from jamjam_infra.host import MovedFrom, SshArgs
 from jamjam_infra.log_archive import RCLONE_CONFIG
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.tunnel import ExternalCheck, Route
 from settings import Settings
 
 HOST = "vps"
+MOVED_FROM = MovedFrom(type="jamjam:index:Services", name="jamjam")
+"""Where the Docker resources lived before the component library: kept by alias."""
 NETWORK = "jamjam"
 LABELS = Labels()
 """The library's default namespace (jamjam.stack, ...), which the host scripts filter on."""

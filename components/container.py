@@ -265,6 +265,8 @@ class DockerHost:
     ready: pulumi.Resource
     stack: str
     labels: Labels
+    moved_from: pulumi.Output[str] | None = None
+    """URN of the component that owned these containers before (see host.MovedFrom)."""
 
 
 def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource,
@@ -273,8 +275,11 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
     and its pids limit, named ``<container name>[-image|-volume-<v>|-post-deploy|-pids-limit]``
     (the container's own resource carries its Docker name, which runbooks already use)."""
     name = spec.name
-    on_host = pulumi.ResourceOptions(parent=parent, provider=host.provider,
-                                     depends_on=[host.ready])
+    on_host = pulumi.ResourceOptions(
+        parent=parent, provider=host.provider, depends_on=[host.ready],
+        # Same names as before under another parent: the alias keeps a running stack's
+        # images and containers in state instead of replacing them.
+        aliases=[pulumi.Alias(parent=host.moved_from)] if host.moved_from is not None else None)
     # keep_locally: the previous image stays on the host, so rolling back the pin is a
     # quick container swap, not a download.
     image = docker.RemoteImage(f"{name}-image", name=spec.image, keep_locally=True,
@@ -364,6 +369,13 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
 
 
 def _labels(spec: ContainerSpec, host: DockerHost) -> dict[str, str]:
+    reserved = [key for key in spec.labels if key.startswith(f"{host.labels.namespace}.")]
+    if reserved:
+        # Host scripts and policies trust these to say which stack, role and backup a
+        # container belongs to; a spec must not be able to claim another.
+        raise SpecError(f"container {spec.name!r}: label {reserved[0]!r} is set by the library; "
+                        "use role/backup_job, or a label outside "
+                        f"{host.labels.namespace}.*")
     labels = {host.labels.stack: host.stack, host.labels.role: spec.role}
     if spec.backup_job:
         labels[host.labels.backup] = spec.backup_job

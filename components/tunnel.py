@@ -89,7 +89,7 @@ class Tunnel(pulumi.ComponentResource):
             opts=child,
         )
         target = tunnel.id.apply(lambda tunnel_id: f"{tunnel_id}.cfargotunnel.com")
-        for hostname in dict.fromkeys(route.hostname for route in routes):
+        for index, hostname in enumerate(dict.fromkeys(route.hostname for route in routes)):
             cloudflare.DnsRecord(
                 f"{name}-dns-{hostname}",
                 zone_id=args.zone_id,
@@ -103,7 +103,11 @@ class Tunnel(pulumi.ComponentResource):
                 proxied=True,
                 ttl=1,
                 comment=f"Cloudflare Tunnel {args.tunnel_name}; managed by Pulumi (jamjam-infra)",
-                opts=child,
+                # `<name>-dns` is what the record was called when a tunnel had one hostname.
+                # Without the alias a running stack would create the new record before
+                # deleting the old one, and Cloudflare refuses two CNAMEs of one name.
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(
+                    name=f"{name}-dns")]) if index == 0 else child,
             )
         for route in routes:
             if route.check is not None:

@@ -18,7 +18,7 @@ from pulumi.runtime import settings as runtime_settings
 
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
-from jamjam_infra.host import Host, HostArgs, SshArgs
+from jamjam_infra.host import Host, HostArgs, MovedFrom, SshArgs
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
@@ -33,10 +33,16 @@ RETAINED: set[str] = set()
 """Names of resources registered with retain_on_delete in the last render."""
 
 
+ALIASES: dict[str, list[tuple[str, str]]] = {}
+"""Resource name -> (old name, old parent URN) of each alias, in the last render."""
+
+
 class _Monitor(_RecordingMonitor):
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         if request.retainOnDelete:
             RETAINED.add(request.name)
+        ALIASES[request.name] = [(alias.spec.name, alias.spec.parentUrn)
+                                 for alias in request.aliases]
         return super().RegisterResource(request)
 
 
@@ -55,6 +61,7 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     mocks = _LibraryMocks(stack)
     monitor = _Monitor(mocks)
     RETAINED.clear()
+    ALIASES.clear()
     runtime_settings.set_root_resource(None)
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="library", stack=stack, preview=False,
@@ -233,10 +240,36 @@ def test_each_host_opens_only_ssh_and_what_its_own_containers_publish():
     assert stack.named("web-db").provider.startswith(stack.named("back-docker").urn)
 
 
+def test_a_moved_host_keeps_the_old_resources_by_alias():
+    """jamjam's Docker resources were children of Services "jamjam"; a stack deployed then
+    must move them in state, not replace them (a replaced network takes every container)."""
+    old = "urn:pulumi:test::library::jamjam:index:Services::jamjam"
+    render_program(lambda: Host("vps", HostArgs(
+        ssh=_ssh(), stack="test", network="n", containers=[_app()],
+        moved_from=MovedFrom(type="jamjam:index:Services", name="jamjam"))))
+    assert ALIASES["vps-docker"] == [("jamjam-docker", old)]
+    assert ALIASES["vps-network"] == [("jamjam-network", old)]
+    assert ALIASES["web-app"] == [("", old)] and ALIASES["web-app-image"] == [("", old)]
+    render_program(lambda: Host("vps", HostArgs(
+        ssh=_ssh(), stack="test", network="n", containers=[_app()])))
+    assert ALIASES["vps-docker"] == [] and ALIASES["web-app"] == []
+
+
 def test_a_host_refuses_containers_placed_elsewhere():
     with pytest.raises(ValueError, match="names host 'back' but was given to host 'vps'"):
         render_program(lambda: Host("vps", HostArgs(
             ssh=_ssh(), stack="test", network="n", containers=[_app(host="back")])))
+
+
+def test_a_spec_cannot_claim_the_librarys_labels():
+    with pytest.raises(ValueError, match="label 'jamjam.stack' is set by the library"):
+        render_program(lambda: Host("vps", HostArgs(
+            ssh=_ssh(), stack="test", network="n",
+            containers=[_app(labels={"jamjam.stack": "production"})])))
+    stack = render_program(lambda: Host("vps", HostArgs(
+        ssh=_ssh(), stack="test", network="n", containers=[_app(labels={"team": "web"})])))
+    labels = {x["label"]: x["value"] for x in stack.named("web-app").inputs["labels"]}
+    assert labels == {"jamjam.stack": "test", "jamjam.role": "app", "team": "web"}
 
 
 def test_dependencies_must_be_listed_first():
@@ -297,6 +330,9 @@ def test_routes_with_paths_come_before_their_hostname_and_404_is_last():
         {"hostname": "admin.koeda.me", "service": "http://app:8000"},
         {"service": "http_status:404"},
     ]
+    # The first hostname's record keeps the name single-hostname tunnels gave it.
+    assert ("web-dns", "") in ALIASES["web-dns-example.koeda.me"]
+    assert ("web-dns", "") not in ALIASES["web-dns-admin.koeda.me"]
     records = stack.of_type("cloudflare:index/dnsRecord:DnsRecord")
     assert sorted(r.inputs["name"] for r in records) == ["admin.koeda.me", "example.koeda.me"]
     assert all(r.inputs["proxied"] is True and r.inputs["ttl"] == 1.0 for r in records)
