@@ -410,7 +410,8 @@ def docker_run_flags(spec: ContainerSpec, network: str) -> list[str]:
     if hard.user:
         flags += ["--user", hard.user]
     for volume in spec.volumes:
-        flags += ["--volume", f"{volume.name}:{volume.target}" + (":ro" if volume.read_only else "")]
+        mode = ":ro" if volume.read_only else ""
+        flags += ["--volume", f"{volume.name}:{volume.target}{mode}"]
     return flags
 
 

@@ -151,7 +151,8 @@ def test_post_deploy_runs_the_new_image_before_the_container_with_env_on_stdin()
     assert shlex.split(create)[:2] == ["bash", "-c"]
     lines = script.splitlines()
     assert lines[0] == "set -eu"
-    assert "mktemp" in lines[1] and "rm -f" in lines[2] and lines[3] == 'sudo -n tee "$f" >/dev/null'
+    assert "mktemp" in lines[1] and "rm -f" in lines[2]
+    assert lines[3] == 'sudo -n tee "$f" >/dev/null'
     migrate, collect = lines[4:]
     for line, last in ((migrate, "migrate"), (collect, "collectstatic")):
         argv = shlex.split(line)
@@ -287,7 +288,8 @@ def test_database_ports_cannot_be_published(port):
         _app(ports=(Port(port),))
 
 
-@pytest.mark.parametrize("name", ["DB_PASSWORD", "SECRET_KEY_BASE", "API_TOKEN", "AWS_ACCESS_KEY_ID"])
+@pytest.mark.parametrize("name", ["DB_PASSWORD", "SECRET_KEY_BASE", "API_TOKEN",
+                                  "AWS_ACCESS_KEY_ID"])
 def test_secret_looking_env_must_be_secret_env(name):
     with pytest.raises(ValueError, match=f"env {name} looks like a secret"):
         _app(env={name: "x"})
