@@ -222,6 +222,14 @@ class ContainerSpec:
         if self.volumes and _DATABASE_IMAGE.search(self.image) and not self.backup_job:
             raise fail("is a database with a data volume but names no backup job; set "
                        "backup_job to the backup that covers it")
+        if self.restart not in ("always", "unless-stopped"):
+            # SPEC: services come back by themselves after a crash or a reboot.
+            raise fail(f"restart must be 'always' or 'unless-stopped', got {self.restart!r}")
+        health = self.healthcheck
+        if not health.test or min(health.interval_s, health.timeout_s, health.retries) < 1 \
+                or health.start_period_s < 0:
+            raise fail("healthcheck needs a command, interval/timeout/retries >= 1 and a "
+                       "start period >= 0")
         if self.hardening.memory_mb < 6 or self.hardening.pids_limit < 1:
             # Docker refuses memory limits under 6 MB.
             raise fail("hardening.memory_mb must be >= 6 and pids_limit >= 1")

@@ -296,6 +296,15 @@ def test_secret_looking_env_must_be_secret_env(name):
     assert _app(secret_env={name: "x"}).secret_env[name] == "x"
 
 
+def test_containers_restart_by_themselves_and_check_their_health():
+    with pytest.raises(ValueError, match="restart must be 'always' or 'unless-stopped'"):
+        _app(restart="no")
+    with pytest.raises(ValueError, match="healthcheck needs a command"):
+        _app(healthcheck=Healthcheck(()))
+    with pytest.raises(ValueError, match="healthcheck needs a command"):
+        _app(healthcheck=Healthcheck(("true",), retries=0))
+
+
 def test_a_database_with_data_names_its_backup():
     with pytest.raises(ValueError, match="names no backup job"):
         _db(backup_job=None)
