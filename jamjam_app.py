@@ -11,11 +11,11 @@ from typing import Any, Mapping
 
 import pulumi
 
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Labels, Port
+from jamjam_infra.container import ContainerSpec, Healthcheck, Labels, Port
 from jamjam_infra.host import MovedFrom, SshArgs
 from jamjam_infra.log_archive import RCLONE_CONFIG
 from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 from settings import Settings
 
 HOST = "vps"
@@ -31,11 +31,6 @@ SIGNALING_ALIAS = "signaling-server"
 ECHO = "jamjam-echo"
 CLOUDFLARED = "jamjam-cloudflared"
 
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
-"""Inside the cloudflared container only; never published. `tunnel ready` asks it."""
-# The official cloudflared image is distroless and runs as nonroot (65532); it writes nothing
-# when it runs with a token, so its root filesystem can be read-only.
-CLOUDFLARED_USER = "65532:65532"
 
 
 def tunnel_name(config: Settings) -> str:
@@ -98,19 +93,9 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
         healthcheck=Healthcheck(("pgrep", "echo-server")),
         depends_on=("signaling",),
     )
-    cloudflared = ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images.cloudflared, host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        # cloudflared reads TUNNEL_TOKEN; an argument would show in `ps` and in state.
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        hardening=Hardening(read_only_rootfs=True, user=CLOUDFLARED_USER,
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        # Started after signaling so the tunnel never answers 502 while it comes up.
-        depends_on=("signaling",),
-    )
-    return [_override(spec, config) for spec in (signaling, echo, cloudflared)]
+    tunnel = cloudflared(CLOUDFLARED, config.images.cloudflared, HOST, tunnel_token,
+                         depends_on=("signaling",))
+    return [_override(spec, config) for spec in (signaling, echo, tunnel)]
 
 
 def _override(spec: ContainerSpec, config: Settings) -> ContainerSpec:

@@ -40,7 +40,9 @@ Tunnel (``jamjam_infra.tunnel``)
     remotely managed tunnel, ingress ordered so paths precede their hostname's catch-all and
     ``http_status:404`` is last, one proxied CNAME (ttl 1) per distinct hostname, and a
     ``cloudflare.Healthcheck`` per route that has a ``check``. Exposes ``token`` (secret,
-    for cloudflared's ``secret_env={"TUNNEL_TOKEN": tunnel.token}``) and ``tunnel_id``.
+    for the connector) and ``tunnel_id``. ``cloudflared(name, image, host, tunnel.token,
+    depends_on=(origin roles,))`` is the connector's ContainerSpec, hardened (read-only,
+    nonroot 65532), publishing nothing.
 
 Secrets (``jamjam_infra.secrets``)
     ``generated_secret(name, length=32, special=False)`` -> secret ``Output[str]`` from
