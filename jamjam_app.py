@@ -30,7 +30,9 @@ SIGNALING_ALIAS = "signaling-server"
 """What echo-server and the tunnel's ingress call signaling on the bridge network."""
 ECHO = "jamjam-echo"
 CLOUDFLARED = "jamjam-cloudflared"
-
+SIGNALING_BINARY = "signaling-server"
+ECHO_BINARY = "echo-server"
+"""The programs in the two images: entrypoints, and what the health checks look for."""
 
 
 def tunnel_name(config: Settings) -> str:
@@ -55,11 +57,11 @@ def ssh(config: Settings) -> SshArgs:
 def _signaling(config: Settings) -> ContainerSpec:
     return ContainerSpec(
         role="signaling", name=SIGNALING, image=config.images.signaling, host=HOST,
-        entrypoint=("signaling-server",),
+        entrypoint=(SIGNALING_BINARY,),
         command=("--port", str(config.signaling_port), "--host", "0.0.0.0"),
         env={"RUST_LOG": config.log_level},
         aliases=(SIGNALING_ALIAS,),
-        healthcheck=Healthcheck(("pgrep", "-f", "signaling-server")),
+        healthcheck=Healthcheck(("pgrep", "-f", SIGNALING_BINARY)),
         # No ports: signaling is reachable only on the bridge network, i.e. by cloudflared
         # and echo-server.
     )
@@ -82,7 +84,7 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
     address = echo_address(config)
     echo = ContainerSpec(
         role="echo", name=ECHO, image=config.images.echo, host=HOST,
-        entrypoint=("echo-server",),
+        entrypoint=(ECHO_BINARY,),
         command=("--port", str(config.echo_port), "--host", "0.0.0.0",
                  "--delay", str(config.echo_delay_ms),
                  "--signaling-url", f"ws://{SIGNALING_ALIAS}:{config.signaling_port}",
@@ -90,7 +92,7 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
         env={"RUST_LOG": config.log_level, "ECHO_DELAY_MS": str(config.echo_delay_ms),
              "ECHO_PUBLIC_ADDR": address},
         ports=(Port(config.echo_port, "udp"),),
-        healthcheck=Healthcheck(("pgrep", "echo-server")),
+        healthcheck=Healthcheck(("pgrep", ECHO_BINARY)),
         depends_on=("signaling",),
     )
     tunnel = cloudflared(CLOUDFLARED, config.images.cloudflared, HOST, tunnel_token,
@@ -129,7 +131,7 @@ def operator_checks(config: Settings) -> list[str]:
     checks = [
         f"curl -I https://{config.signaling_hostname}",
         f"{on_host} docker ps --filter label={LABELS.stack}={config.stack}",
-        f"{on_host} docker exec {ECHO} pgrep echo-server",
+        f"{on_host} docker exec {ECHO} pgrep {ECHO_BINARY}",
     ]
     if config.log_archive:
         checks.append(f"{on_host} sudo rclone --config {RCLONE_CONFIG} "
