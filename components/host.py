@@ -148,7 +148,13 @@ def _moved(args: HostArgs, role: str) -> list[pulumi.Alias] | None:
 def _check_placement(name: str, args: HostArgs) -> None:
     seen: set[str] = set()
     names: set[str] = set()
+    bound: dict[str, str] = {}
     for spec in args.containers:
+        for port in spec.ports:
+            if port.firewall_rule in bound:
+                raise SpecError(f"container {spec.name!r} publishes {port.firewall_rule}, which "
+                                f"{bound[port.firewall_rule]!r} already publishes on host {name!r}")
+            bound[port.firewall_rule] = spec.name
         if spec.host != name:
             raise SpecError(f"container {spec.name!r} names host {spec.host!r} but was given to "
                              f"host {name!r}; pass each host only its own containers")

@@ -273,6 +273,14 @@ def test_a_spec_cannot_claim_the_librarys_labels():
     assert labels == {"jamjam.stack": "test", "jamjam.role": "app", "team": "web"}
 
 
+def test_two_containers_cannot_publish_the_same_port_on_one_host():
+    with pytest.raises(ValueError, match="publishes 5000/udp, which 'web-app' already publishes"):
+        render_program(lambda: Host("vps", HostArgs(
+            ssh=_ssh(), stack="test", network="n",
+            containers=[_app(ports=(Port(5000, "udp"),)),
+                        _app(role="app2", name="web-app2", ports=(Port(5000, "udp"),))])))
+
+
 def test_dependencies_must_be_listed_first():
     with pytest.raises(ValueError, match="depends on 'db', which is not listed before it"):
         render_program(lambda: Host("vps", HostArgs(
