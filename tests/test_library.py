@@ -366,3 +366,12 @@ def test_duplicate_routes_are_refused():
         render_program(lambda: Tunnel("web", TunnelArgs(
             account_id=ACCOUNT, zone_id=ZONE, tunnel_name="t", routes=[
                 Route("a", "x.koeda.me", "http://a:1"), Route("b", "x.koeda.me", "http://b:1")])))
+
+
+def test_the_library_never_reads_a_projects_config():
+    """Components take Args; only a project's own modules know its settings or pulumi.Config."""
+    library = Path(__file__).resolve().parent.parent / "components"
+    for module in sorted(library.glob("*.py")):
+        source = module.read_text()
+        assert "import settings" not in source and "from settings" not in source, module.name
+        assert "pulumi.Config(" not in source, module.name
