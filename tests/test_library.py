@@ -369,9 +369,11 @@ def test_duplicate_routes_are_refused():
 
 
 def test_the_library_never_reads_a_projects_config():
-    """Components take Args; only a project's own modules know its settings or pulumi.Config."""
+    """Components take Args: none imports jamjam's settings or reads stack config itself."""
     library = Path(__file__).resolve().parent.parent / "components"
     for module in sorted(library.glob("*.py")):
         source = module.read_text()
         assert "import settings" not in source and "from settings" not in source, module.name
-        assert "pulumi.Config(" not in source, module.name
+        if "(pulumi.ComponentResource)" in source:
+            # A config-reading helper for projects may live in the package; components don't.
+            assert "pulumi.Config(" not in source, module.name
