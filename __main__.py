@@ -27,6 +27,7 @@ vps = Host(jamjam.HOST, HostArgs(
     stack=config.stack,
     network=jamjam.NETWORK,
     labels=jamjam.LABELS,
+    moved_from=jamjam.MOVED_FROM,
     containers=jamjam.containers(config, tunnel_token=tunnel.token),
 ))
 

@@ -11,14 +11,16 @@ from typing import Any, Mapping
 
 import pulumi
 
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Labels, Port
-from jamjam_infra.host import SshArgs
+from jamjam_infra.container import ContainerSpec, Healthcheck, Labels, Port
+from jamjam_infra.host import MovedFrom, SshArgs
 from jamjam_infra.log_archive import RCLONE_CONFIG
 from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 from settings import Settings
 
 HOST = "vps"
+MOVED_FROM = MovedFrom(type="jamjam:index:Services", name="jamjam")
+"""Where the Docker resources lived before the component library: kept by alias."""
 NETWORK = "jamjam"
 LABELS = Labels()
 """The library's default namespace (jamjam.stack, ...), which the host scripts filter on."""
@@ -28,12 +30,9 @@ SIGNALING_ALIAS = "signaling-server"
 """What echo-server and the tunnel's ingress call signaling on the bridge network."""
 ECHO = "jamjam-echo"
 CLOUDFLARED = "jamjam-cloudflared"
-
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
-"""Inside the cloudflared container only; never published. `tunnel ready` asks it."""
-# The official cloudflared image is distroless and runs as nonroot (65532); it writes nothing
-# when it runs with a token, so its root filesystem can be read-only.
-CLOUDFLARED_USER = "65532:65532"
+SIGNALING_BINARY = "signaling-server"
+ECHO_BINARY = "echo-server"
+"""The programs in the two images: entrypoints, and what the health checks look for."""
 
 
 def tunnel_name(config: Settings) -> str:
@@ -58,11 +57,11 @@ def ssh(config: Settings) -> SshArgs:
 def _signaling(config: Settings) -> ContainerSpec:
     return ContainerSpec(
         role="signaling", name=SIGNALING, image=config.images.signaling, host=HOST,
-        entrypoint=("signaling-server",),
+        entrypoint=(SIGNALING_BINARY,),
         command=("--port", str(config.signaling_port), "--host", "0.0.0.0"),
         env={"RUST_LOG": config.log_level},
         aliases=(SIGNALING_ALIAS,),
-        healthcheck=Healthcheck(("pgrep", "-f", "signaling-server")),
+        healthcheck=Healthcheck(("pgrep", "-f", SIGNALING_BINARY)),
         # No ports: signaling is reachable only on the bridge network, i.e. by cloudflared
         # and echo-server.
     )
@@ -85,7 +84,7 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
     address = echo_address(config)
     echo = ContainerSpec(
         role="echo", name=ECHO, image=config.images.echo, host=HOST,
-        entrypoint=("echo-server",),
+        entrypoint=(ECHO_BINARY,),
         command=("--port", str(config.echo_port), "--host", "0.0.0.0",
                  "--delay", str(config.echo_delay_ms),
                  "--signaling-url", f"ws://{SIGNALING_ALIAS}:{config.signaling_port}",
@@ -93,22 +92,12 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
         env={"RUST_LOG": config.log_level, "ECHO_DELAY_MS": str(config.echo_delay_ms),
              "ECHO_PUBLIC_ADDR": address},
         ports=(Port(config.echo_port, "udp"),),
-        healthcheck=Healthcheck(("pgrep", "echo-server")),
+        healthcheck=Healthcheck(("pgrep", ECHO_BINARY)),
         depends_on=("signaling",),
     )
-    cloudflared = ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images.cloudflared, host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        # cloudflared reads TUNNEL_TOKEN; an argument would show in `ps` and in state.
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        hardening=Hardening(read_only_rootfs=True, user=CLOUDFLARED_USER,
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        # Started after signaling so the tunnel never answers 502 while it comes up.
-        depends_on=("signaling",),
-    )
-    return [_override(spec, config) for spec in (signaling, echo, cloudflared)]
+    tunnel = cloudflared(CLOUDFLARED, config.images.cloudflared, HOST, tunnel_token,
+                         depends_on=("signaling",))
+    return [_override(spec, config) for spec in (signaling, echo, tunnel)]
 
 
 def _override(spec: ContainerSpec, config: Settings) -> ContainerSpec:
@@ -142,7 +131,7 @@ def operator_checks(config: Settings) -> list[str]:
     checks = [
         f"curl -I https://{config.signaling_hostname}",
         f"{on_host} docker ps --filter label={LABELS.stack}={config.stack}",
-        f"{on_host} docker exec {ECHO} pgrep echo-server",
+        f"{on_host} docker exec {ECHO} pgrep {ECHO_BINARY}",
     ]
     if config.log_archive:
         checks.append(f"{on_host} sudo rclone --config {RCLONE_CONFIG} "

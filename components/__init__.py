@@ -24,14 +24,15 @@ Containers (``jamjam_infra.container``)
 
 Hosts (``jamjam_infra.host``)
     ``Host(name, HostArgs(ssh=SshArgs(host, port, user, initial_user, private_key, host_key),
-    stack, network, containers=[spec, ...], labels=Labels()))``: first contact, bootstrap,
+    stack, network, containers=[spec, ...], labels=Labels(), moved_from=None))``: first contact, bootstrap,
     ufw firewall opening SSH plus exactly the ports its containers publish, a Docker provider
     over ssh://, one bridge network, and per spec its resources, named after the container
     (``<name>`` the docker.Container, ``<name>-image``, ``<name>-volume-<volume>``,
     ``<name>-post-deploy``, ``<name>-pids-limit``). Every spec must name this host
     (``spec.host == name``) and come after the roles it depends on. Exposes ``connection``
     (pulumi-command SSH), ``ready`` (depend on it before touching the host) and
-    ``containers`` (role -> docker.Container).
+    ``containers`` (role -> docker.Container). ``moved_from=MovedFrom(type, name)`` aliases
+    the Docker resources to a former parent component (state move, no replacement).
 
 Tunnel (``jamjam_infra.tunnel``)
     ``Tunnel(name, TunnelArgs(account_id, zone_id, tunnel_name, routes=[Route(name, hostname,
@@ -39,7 +40,9 @@ Tunnel (``jamjam_infra.tunnel``)
     remotely managed tunnel, ingress ordered so paths precede their hostname's catch-all and
     ``http_status:404`` is last, one proxied CNAME (ttl 1) per distinct hostname, and a
     ``cloudflare.Healthcheck`` per route that has a ``check``. Exposes ``token`` (secret,
-    for cloudflared's ``secret_env={"TUNNEL_TOKEN": tunnel.token}``) and ``tunnel_id``.
+    for the connector) and ``tunnel_id``. ``cloudflared(name, image, host, tunnel.token,
+    depends_on=(origin roles,))`` is the connector's ContainerSpec, hardened (read-only,
+    nonroot 65532), publishing nothing.
 
 Secrets (``jamjam_infra.secrets``)
     ``generated_secret(name, length=32, special=False)`` -> secret ``Output[str]`` from

@@ -222,6 +222,14 @@ class ContainerSpec:
         if self.volumes and _DATABASE_IMAGE.search(self.image) and not self.backup_job:
             raise fail("is a database with a data volume but names no backup job; set "
                        "backup_job to the backup that covers it")
+        if self.restart not in ("always", "unless-stopped"):
+            # SPEC: services come back by themselves after a crash or a reboot.
+            raise fail(f"restart must be 'always' or 'unless-stopped', got {self.restart!r}")
+        health = self.healthcheck
+        if not health.test or min(health.interval_s, health.timeout_s, health.retries) < 1 \
+                or health.start_period_s < 0:
+            raise fail("healthcheck needs a command, interval/timeout/retries >= 1 and a "
+                       "start period >= 0")
         if self.hardening.memory_mb < 6 or self.hardening.pids_limit < 1:
             # Docker refuses memory limits under 6 MB.
             raise fail("hardening.memory_mb must be >= 6 and pids_limit >= 1")
@@ -265,6 +273,8 @@ class DockerHost:
     ready: pulumi.Resource
     stack: str
     labels: Labels
+    moved_from: pulumi.Output[str] | None = None
+    """URN of the component that owned these containers before (see host.MovedFrom)."""
 
 
 def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource,
@@ -273,8 +283,11 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
     and its pids limit, named ``<container name>[-image|-volume-<v>|-post-deploy|-pids-limit]``
     (the container's own resource carries its Docker name, which runbooks already use)."""
     name = spec.name
-    on_host = pulumi.ResourceOptions(parent=parent, provider=host.provider,
-                                     depends_on=[host.ready])
+    on_host = pulumi.ResourceOptions(
+        parent=parent, provider=host.provider, depends_on=[host.ready],
+        # Same names as before under another parent: the alias keeps a running stack's
+        # images and containers in state instead of replacing them.
+        aliases=[pulumi.Alias(parent=host.moved_from)] if host.moved_from is not None else None)
     # keep_locally: the previous image stays on the host, so rolling back the pin is a
     # quick container swap, not a download.
     image = docker.RemoteImage(f"{name}-image", name=spec.image, keep_locally=True,
@@ -364,6 +377,13 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
 
 
 def _labels(spec: ContainerSpec, host: DockerHost) -> dict[str, str]:
+    reserved = [key for key in spec.labels if key.startswith(f"{host.labels.namespace}.")]
+    if reserved:
+        # Host scripts and policies trust these to say which stack, role and backup a
+        # container belongs to; a spec must not be able to claim another.
+        raise SpecError(f"container {spec.name!r}: label {reserved[0]!r} is set by the library; "
+                        "use role/backup_job, or a label outside "
+                        f"{host.labels.namespace}.*")
     labels = {host.labels.stack: host.stack, host.labels.role: spec.role}
     if spec.backup_job:
         labels[host.labels.backup] = spec.backup_job
@@ -398,7 +418,8 @@ def docker_run_flags(spec: ContainerSpec, network: str) -> list[str]:
     if hard.user:
         flags += ["--user", hard.user]
     for volume in spec.volumes:
-        flags += ["--volume", f"{volume.name}:{volume.target}" + (":ro" if volume.read_only else "")]
+        mode = ":ro" if volume.read_only else ""
+        flags += ["--volume", f"{volume.name}:{volume.target}{mode}"]
     return flags
 
 

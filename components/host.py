@@ -35,6 +35,16 @@ class SshArgs:
 
 
 @dataclass(frozen=True)
+class MovedFrom:
+    """The component that owned a host's Docker resources in an earlier version of a program
+    (jamjam's were children of ``jamjam:index:Services`` ``jamjam``). Its resources become
+    aliases, so a stack that already runs moves them in state instead of replacing them."""
+
+    type: str
+    name: str
+
+
+@dataclass(frozen=True)
 class HostArgs:
     ssh: SshArgs
     stack: str
@@ -43,6 +53,7 @@ class HostArgs:
     network: str | None = None
     """Name of the user-defined bridge network the containers share (required with containers)."""
     labels: Labels = Labels()
+    moved_from: MovedFrom | None = None
 
 
 class Host(pulumi.ComponentResource):
@@ -109,14 +120,17 @@ class Host(pulumi.ComponentResource):
             # The first preview of a new stack runs before the VPS has Docker; the daemon is
             # only needed when something is actually created.
             disable_docker_daemon_check=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, aliases=_moved(args, "docker")),
         )
         network = docker.Network(
             f"{name}-network", name=args.network, driver="bridge",
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.ready]))
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.ready],
+                                        aliases=_moved(args, "network")))
+        old = args.moved_from
         host = DockerHost(name=name, provider=provider, network=network,
                           connection=self.connection, ready=self.ready, stack=args.stack,
-                          labels=args.labels)
+                          labels=args.labels,
+                          moved_from=pulumi.create_urn(old.name, old.type) if old else None)
         # Specs come in dependency order (checked by _check_placement).
         for spec in args.containers:
             self.containers[spec.role] = run_container(
@@ -124,10 +138,23 @@ class Host(pulumi.ComponentResource):
                 depends_on=[self.containers[role] for role in spec.depends_on])
 
 
+def _moved(args: HostArgs, role: str) -> list[pulumi.Alias] | None:
+    old = args.moved_from
+    if old is None:
+        return None
+    return [pulumi.Alias(name=f"{old.name}-{role}", parent=pulumi.create_urn(old.name, old.type))]
+
+
 def _check_placement(name: str, args: HostArgs) -> None:
     seen: set[str] = set()
     names: set[str] = set()
+    bound: dict[str, str] = {}
     for spec in args.containers:
+        for port in spec.ports:
+            if port.firewall_rule in bound:
+                raise SpecError(f"container {spec.name!r} publishes {port.firewall_rule}, which "
+                                f"{bound[port.firewall_rule]!r} already publishes on host {name!r}")
+            bound[port.firewall_rule] = spec.name
         if spec.host != name:
             raise SpecError(f"container {spec.name!r} names host {spec.host!r} but was given to "
                              f"host {name!r}; pass each host only its own containers")

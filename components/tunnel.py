@@ -10,7 +10,13 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_random as random
 
-from jamjam_infra.container import SpecError
+from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, LogRotation, SpecError
+
+CLOUDFLARED_METRICS = "127.0.0.1:20241"
+"""Inside the cloudflared container only; never published. `tunnel ready` asks it."""
+# The official image is distroless and runs as nonroot (65532); with a token it writes
+# nothing, so its root filesystem can be read-only.
+CLOUDFLARED_USER = "65532:65532"
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class Tunnel(pulumi.ComponentResource):
             opts=child,
         )
         target = tunnel.id.apply(lambda tunnel_id: f"{tunnel_id}.cfargotunnel.com")
-        for hostname in dict.fromkeys(route.hostname for route in routes):
+        for index, hostname in enumerate(dict.fromkeys(route.hostname for route in routes)):
             cloudflare.DnsRecord(
                 f"{name}-dns-{hostname}",
                 zone_id=args.zone_id,
@@ -103,7 +109,11 @@ class Tunnel(pulumi.ComponentResource):
                 proxied=True,
                 ttl=1,
                 comment=f"Cloudflare Tunnel {args.tunnel_name}; managed by Pulumi (jamjam-infra)",
-                opts=child,
+                # `<name>-dns` is what the record was called when a tunnel had one hostname.
+                # Without the alias a running stack would create the new record before
+                # deleting the old one, and Cloudflare refuses two CNAMEs of one name.
+                opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(
+                    name=f"{name}-dns")]) if index == 0 else child,
             )
         for route in routes:
             if route.check is not None:
@@ -115,6 +125,27 @@ class Tunnel(pulumi.ComponentResource):
         # The provider does not mark the token secret; it would land in state in plaintext.
         self.token = pulumi.Output.secret(token.token)
         self.register_outputs({"tunnel_id": self.tunnel_id, "token": self.token})
+
+
+def cloudflared(name: str, image: str, host: str, token: pulumi.Input[str],
+                depends_on: tuple[str, ...] = (), logs: LogRotation = LogRotation(),
+                role: str = "cloudflared") -> ContainerSpec:
+    """The connector that carries a :class:`Tunnel`'s routes to the origins, as a container
+    spec: hardened all the way (read-only, nonroot), nothing published, healthy once
+    connected to Cloudflare's edge. List the origins' roles in ``depends_on`` so the tunnel
+    never answers 502 while they come up."""
+    return ContainerSpec(
+        role=role, name=name, image=image, host=host,
+        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
+        # cloudflared reads TUNNEL_TOKEN; an argument would show in `ps` and in state.
+        secret_env={"TUNNEL_TOKEN": token},
+        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
+                                 "ready")),
+        hardening=Hardening(read_only_rootfs=True, user=CLOUDFLARED_USER,
+                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
+        logs=logs,
+        depends_on=depends_on,
+    )
 
 
 def _ordered(routes: Sequence[Route]) -> list[Route]:

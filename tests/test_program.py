@@ -325,3 +325,26 @@ def test_each_shared_name_is_spelled_in_one_program_module():
                  '"jamjam-cloudflared"', '"/etc/jamjam/rclone.conf"', 'namespace: str = "'):
         owners = [m.name for m in modules if name in m.read_text()]
         assert len(owners) == 1, f"{name} spelled in {owners}"
+
+
+def test_a_running_stack_keeps_its_docker_resources_by_alias(monkeypatch):
+    """Before the component library the Docker resources were children of Services "jamjam"
+    and the DNS record was `signaling-dns`; aliases move them in state instead of replacing
+    them (a replaced CNAME would clash with the old one at Cloudflare)."""
+    import tools.render as rendering
+
+    aliases: dict[str, list[tuple[str, str]]] = {}
+    register = rendering._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        aliases[request.name] = [(a.spec.name, a.spec.parentUrn) for a in request.aliases]
+        return register(self, request)
+
+    monkeypatch.setattr(rendering._RecordingMonitor, "RegisterResource", recording)
+    render("production")
+    old = "urn:pulumi:production::jamjam::jamjam:index:Services::jamjam"
+    assert aliases["vps-docker"] == [("jamjam-docker", old)]
+    assert aliases["vps-network"] == [("jamjam-network", old)]
+    for name in ("jamjam-signaling", "jamjam-echo", "jamjam-cloudflared"):
+        assert aliases[name] == [("", old)] and aliases[f"{name}-image"] == [("", old)]
+    assert ("signaling-dns", "") in aliases["signaling-dns-signaling-jamjam.koeda.me"]
