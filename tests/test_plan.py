@@ -147,6 +147,12 @@ def test_policy_check_reports_config_errors_the_same_way(bad_stacks):
     assert [line.split(": ")[0] for line in check.stderr.splitlines()] == [
         "Pulumi.case00.yaml", "Pulumi.case10.yaml"]
     assert "Stack production:" in check.stdout
+    # Over every bad input, the policy check says exactly what the plan says.
+    every = subprocess.run([sys.executable, "-m", "tools.policy_check", "--project-dir",
+                            str(plan_dir)], cwd=plan_dir, capture_output=True, text=True,
+                           timeout=300)
+    assert every.returncode == 2
+    assert every.stderr == result.stderr
 
 
 def test_plan_header_counts_components_and_labels_made_up_values(tree):

@@ -240,7 +240,7 @@ def test_a_secret_in_error_messages_is_never_echoed():
     error = _render_bad({"sshPrivateKey": {"secret": "hunter2-do-not-print"}})
     assert "hunter2" not in str(error)
     # Under a mistyped key, in plaintext or not, a secret is still not shown.
-    for value in ("-----hunter2 PRIVATE KEY-----", {"secret": "-----hunter2 PRIVATE KEY-----"}):
+    for value in ("hunter2 PRIVATE KEY, typed in", {"secret": "hunter2 PRIVATE KEY, typed in"}):
         error = _render_bad({"sshPrivatekey": value})
         assert "hunter2" not in str(error) and "did you mean jamjam:sshPrivateKey" in str(error)
         assert "--secret jamjam:sshPrivateKey < ~/.ssh/jamjam_ed25519" in str(error)
