@@ -69,12 +69,13 @@ def _children(stack: RenderedStack) -> dict[str | None, list[Resource]]:
 
 def _made_up(stack: RenderedStack) -> Callable[[Any], str | None]:
     """What a shown value stands for when it holds a value the mock runtime made up, else None."""
-    values = sorted(stack.stand_ins.items(), key=lambda item: -len(item[0]))
+    # Short made-up values (a few random bytes in hex) would match by chance anywhere.
+    values = sorted(((v, m) for v, m in stack.stand_ins.items() if len(v) >= 8),
+                    key=lambda item: -len(item[0]))
 
     def what(value: Any) -> str | None:
         text = _inline(value)
-        return next((meaning for made_up, meaning in values if made_up and made_up in text),
-                    None)
+        return next((meaning for made_up, meaning in values if made_up in text), None)
     return what
 
 
