@@ -324,6 +324,10 @@ def test_every_stack_value_has_the_type_pulumi_yaml_declares():
               "integer": lambda v: isinstance(v, int) or (isinstance(v, str) and v.isdigit()),
               "boolean": lambda v: isinstance(v, bool) or v in ("true", "false"),
               "object": lambda v: isinstance(v, dict)}
+    for key, declaration in declared.items():
+        # The CLI refuses to load a project whose default does not fit its type.
+        if "default" in declaration:
+            assert checks[declaration["type"]](declaration["default"]), key
     for stack in ("production", "test"):
         for key, value in stack_config(stack).items():
             assert key in declared, f"Pulumi.{stack}.yaml sets {key}, which Pulumi.yaml lacks"
