@@ -356,7 +356,8 @@ REQUIRED: Any = _Required()
 
 
 class Shell(str):
-    """An example that is already shell text (a redirect), so fixes use it unquoted."""
+    """An example that is already shell text (a redirect, a command substitution), so fixes use
+    it unquoted; ``{stack}`` in it becomes the stack's name."""
 
 
 @dataclass(frozen=True)
@@ -428,8 +429,8 @@ TOP_LEVEL: tuple[Setting | Section, ...] = (
         Setting("initialUser", _unix_user, "root", "User that exists on a fresh VPS, used once.",
                 default="root"),
         Setting("hostKey", _host_key,
-                Shell("\"$(ssh-keyscan -t ed25519 \"$(pulumi config get jamjam:vpsAddress)\" "
-                      "2>/dev/null | cut -d' ' -f2-)\""),
+                Shell("\"$(ssh-keyscan -t ed25519 \"$(pulumi config get --stack {stack} "
+                      "jamjam:vpsAddress)\" 2>/dev/null | cut -d' ' -f2-)\""),
                 "The VPS's SSH host public key ('type base64'); unset trusts the first key seen.",
                 default=None),
     ), "SSH access (user, initialUser, hostKey)."),
@@ -558,7 +559,9 @@ class _Reader:
             path, example, nested = f"{path}[0]", example[0], True
         key = f"{self._namespace}:{path}"
         key = f"--path '{key}'" if nested else key
-        return f"pulumi config set {flags} {key} {_shell_value(example)}"
+        value = _shell_value(example).replace("{stack}", self._stack) \
+            if isinstance(example, Shell) else _shell_value(example)
+        return f"pulumi config set {flags} {key} {value}"
 
     def rm_command(self, path: str, nested: bool = False) -> str:
         key = f"{self._namespace}:{path}"

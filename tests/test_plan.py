@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _plan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.plan", *args], cwd=ROOT,
+def _plan(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.plan", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -113,7 +114,8 @@ def bad_stacks(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict[str,
     _write_stack(directory, "production", production)
     (directory / "offline.yaml").write_text(yaml.safe_dump(
         {"standIns": stand_ins, "secretStandIns": secret_stand_ins}))
-    return _plan("--project-dir", str(directory)), cases
+    # Run from the copy, as a user runs `make plan` from the project: lines name Pulumi.<stack>.yaml.
+    return _plan("--project-dir", str(directory), cwd=directory), cases
 
 
 def test_plan_reports_every_bad_stack_on_its_own_one_line_per_bad_key(bad_stacks):
@@ -136,15 +138,21 @@ def test_plan_reports_every_bad_stack_on_its_own_one_line_per_bad_key(bad_stacks
 
 def test_policy_check_reports_config_errors_the_same_way(bad_stacks):
     result, cases = bad_stacks
-    plan_dir = result.args[result.args.index("--project-dir") + 1]
+    plan_dir = Path(result.args[result.args.index("--project-dir") + 1])
     check = subprocess.run([sys.executable, "-m", "tools.policy_check", "--project-dir",
-                            plan_dir, "case00", "production", "case10"], cwd=ROOT,
+                            str(plan_dir), "case00", "production", "case10"], cwd=plan_dir,
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 2, check.stderr
     assert "Traceback" not in check.stderr
     assert [line.split(": ")[0] for line in check.stderr.splitlines()] == [
         "Pulumi.case00.yaml", "Pulumi.case10.yaml"]
     assert "Stack production:" in check.stdout
+    # Over every bad input, the policy check says exactly what the plan says.
+    every = subprocess.run([sys.executable, "-m", "tools.policy_check", "--project-dir",
+                            str(plan_dir)], cwd=plan_dir, capture_output=True, text=True,
+                           timeout=300)
+    assert every.returncode == 2
+    assert every.stderr == result.stderr
 
 
 def test_plan_header_counts_components_and_labels_made_up_values(tree):
@@ -230,9 +238,11 @@ def test_any_project_dir_renders_with_its_own_name_defaults_and_stand_ins(tmp_pa
     assert staging[2]["greeting"] == "hello"
     assert dev[3] == {"address": "198.51.100.7"}
     assert dev[4]["length"] == 16 and staging[4]["length"] == 8
-    plan = _plan("--project-dir", str(demo))
+    plan = _plan("--project-dir", str(demo), "--project-dir", str(ROOT))
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "Stack dev (project demo)" in plan.stdout and "Stack staging (project demo)" in plan.stdout
+    headers = [line.split(":")[0] for line in plan.stdout.splitlines() if line.startswith("Stack ")]
+    assert headers == ["Stack dev (project demo)", "Stack staging (project demo)",
+                       "Stack production (project jamjam)", "Stack test (project jamjam)"]
     assert "staging" in _plan("--project-dir", str(demo), "nope").stderr
 
 
@@ -241,7 +251,7 @@ def test_unreadable_stack_file_is_one_line_and_the_other_stack_still_plans(tmp_p
     (directory / "offline.yaml").symlink_to(ROOT / "offline.yaml")
     (directory / "Pulumi.production.yaml").symlink_to(ROOT / "Pulumi.production.yaml")
     (directory / "Pulumi.test.yaml").write_text("config:\n  jamjam:zone: [koeda.me\n")
-    result = _plan("--project-dir", str(directory))
+    result = _plan("--project-dir", str(directory), cwd=directory)
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "Pulumi.test.yaml: line 3: not valid YAML" in result.stderr
@@ -264,9 +274,15 @@ def test_readme_error_example_is_what_the_plan_prints(tmp_path):
     del config["jamjam:images"]["cloudflared"]
     config["jamjam:port"] = 8080
     _write_stack(directory, "test", config)
-    result = _plan("--project-dir", str(directory), "test")
+    result = _plan("--project-dir", str(directory), "test", cwd=directory)
     assert result.returncode == 2
     assert result.stderr.splitlines() == example
+    # From elsewhere, each line names the stack file by the path that reaches it.
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "tools.plan", "--project-dir", str(directory), "test"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=120)
+    assert elsewhere.stderr.splitlines() == [f"jamjam/{line}" for line in example]
 
 
 def test_readme_config_reference_names_every_key():

@@ -240,7 +240,7 @@ def test_a_secret_in_error_messages_is_never_echoed():
     error = _render_bad({"sshPrivateKey": {"secret": "hunter2-do-not-print"}})
     assert "hunter2" not in str(error)
     # Under a mistyped key, in plaintext or not, a secret is still not shown.
-    for value in ("-----hunter2 PRIVATE KEY-----", {"secret": "-----hunter2 PRIVATE KEY-----"}):
+    for value in ("hunter2 PRIVATE KEY, typed in", {"secret": "hunter2 PRIVATE KEY, typed in"}):
         error = _render_bad({"sshPrivatekey": value})
         assert "hunter2" not in str(error) and "did you mean jamjam:sshPrivateKey" in str(error)
         assert "--secret jamjam:sshPrivateKey < ~/.ssh/jamjam_ed25519" in str(error)
@@ -324,6 +324,10 @@ def test_every_stack_value_has_the_type_pulumi_yaml_declares():
               "integer": lambda v: isinstance(v, int) or (isinstance(v, str) and v.isdigit()),
               "boolean": lambda v: isinstance(v, bool) or v in ("true", "false"),
               "object": lambda v: isinstance(v, dict)}
+    for key, declaration in declared.items():
+        # The CLI refuses to load a project whose default does not fit its type.
+        if "default" in declaration:
+            assert checks[declaration["type"]](declaration["default"]), key
     for stack in ("production", "test"):
         for key, value in stack_config(stack).items():
             assert key in declared, f"Pulumi.{stack}.yaml sets {key}, which Pulumi.yaml lacks"
@@ -340,3 +344,49 @@ def test_good_overrides_are_accepted():
     assert echo.inputs["command"][echo.inputs["command"].index("--delay") + 1] == "250"
     assert "RUST_LOG=trace" in echo.inputs["envs"]
     assert echo.inputs["ports"] == [{"internal": 5001.0, "external": 5001.0, "protocol": "udp"}]
+
+
+FIX_BIN = ROOT / "tests/fixtures/config-fix-bin"
+
+
+def _spec(path: str) -> settings.Setting:
+    top, _, rest = path.partition(".")
+    spec = next(s for s in settings.TOP_LEVEL if s.key == top)
+    if isinstance(spec, settings.Section):
+        return spec.get(rest.split(".")[-1].split("[")[0])
+    return spec
+
+
+def test_fixes_that_read_a_file_or_the_host_work_when_pasted(tmp_path):
+    """The fixes that cannot be replayed in Python (`< ~/.ssh/...`, `"$(ssh-keyscan ...)"`) run
+    in bash against a recording `pulumi` and a fixed `ssh-keyscan` (tests/fixtures/
+    config-fix-bin); what reaches `pulumi config set` must be a good value for the key."""
+    import subprocess
+
+    assert subprocess.run(["shellcheck", *map(str, FIX_BIN.iterdir())]).returncode == 0
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    key_text = "-----EXAMPLE OPENSSH PRIVATE KEY (fix test)-----\n"
+    (home / ".ssh/jamjam_ed25519").write_text(key_text)
+    lines = [line for change, _, _ in BAD_INPUTS for line in _render_bad(change).lines
+             if "$(" in line or "< " in line]
+    assert any("ssh-keyscan" in line for line in lines)
+    assert any("< ~/.ssh/jamjam_ed25519" in line for line in lines)
+    for index, line in enumerate(lines):
+        log = tmp_path / f"log{index}"
+        log.mkdir()
+        fix = line.split("; fix: ", 1)[1]
+        env = {"PATH": f"{FIX_BIN}:/usr/bin:/bin", "HOME": str(home), "FAKE_PULUMI_LOG": str(log)}
+        run = subprocess.run(["bash", "-c", fix], env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, (fix, run.stderr)
+        calls = sorted(p for p in log.iterdir() if not p.name.endswith(".stdin"))
+        set_call = calls[-1]
+        argv = set_call.read_bytes().decode().split("\0")[:-1]
+        assert argv[:2] == ["config", "set"], argv
+        key = next(a for a in argv if a.startswith("jamjam:"))
+        stdin = set_call.with_name(set_call.name + ".stdin")
+        value = stdin.read_text() if stdin.exists() else argv[-1]
+        if stdin.exists():
+            assert value == key_text and "--secret" in argv
+        _spec(key.split(":", 1)[1]).parse(value.strip())

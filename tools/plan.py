@@ -4,6 +4,7 @@
     python -m tools.plan production      # one stack
     python -m tools.plan test --json     # the same, as JSON
     python -m tools.plan --project-dir examples/thinkring [stack]   # another project
+    python -m tools.plan --project-dir . --project-dir examples/thinkring   # several, one process
 
 Every stack renders in this one process, so the SDK import is paid once. The policy pack's
 rules run against each rendered stack. Exit status: 2 when a stack's config is wrong (one line
@@ -68,12 +69,13 @@ def _children(stack: RenderedStack) -> dict[str | None, list[Resource]]:
 
 def _made_up(stack: RenderedStack) -> Callable[[Any], str | None]:
     """What a shown value stands for when it holds a value the mock runtime made up, else None."""
-    values = sorted(stack.stand_ins.items(), key=lambda item: -len(item[0]))
+    # Short made-up values (a few random bytes in hex) would match by chance anywhere.
+    values = sorted(((v, m) for v, m in stack.stand_ins.items() if len(v) >= 8),
+                    key=lambda item: -len(item[0]))
 
     def what(value: Any) -> str | None:
         text = _inline(value)
-        return next((meaning for made_up, meaning in values if made_up and made_up in text),
-                    None)
+        return next((meaning for made_up, meaning in values if made_up in text), None)
     return what
 
 
@@ -175,12 +177,19 @@ def _check(stack: RenderedStack, project_dir: Path = ROOT) -> list:
     return check(stack.stack, stack.resources, project_policy_config(project_dir))
 
 
-def config_errors(stack: str, error: Exception) -> list[str]:
+def stack_file(project_dir: Path, stack: str) -> str:
+    """Pulumi.<stack>.yaml as a user would type it from here."""
+    path = Path(project_dir).resolve() / f"Pulumi.{stack}.yaml"
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def config_errors(stack: str, error: Exception, project_dir: Path = ROOT) -> list[str]:
     """One line per bad key, naming the stack file it is about."""
     if isinstance(error, ProjectError):
         return [str(error)]  # names its file already
     lines = getattr(error, "lines", None) or str(error).splitlines() or [type(error).__name__]
-    return [f"Pulumi.{stack}.yaml: {line}" for line in lines]
+    return [f"{stack_file(project_dir, stack)}: {line}" for line in lines]
 
 
 def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None, list[str]]:
@@ -189,7 +198,7 @@ def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None
     try:
         return render(name, project_dir=project_dir), []
     except (pulumi.RunError, ProjectError) as error:
-        return None, config_errors(name, error)
+        return None, config_errors(name, error, project_dir)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -227,27 +236,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stacks", nargs="*", metavar="stack",
                         help="a stack of the project, a Pulumi.<stack>.yaml (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
-    parser.add_argument("--project-dir", type=Path, default=ROOT,
-                        help="directory of the Pulumi project (default: jamjam, %(default)s)")
+    parser.add_argument("--project-dir", type=Path, action="append", dest="project_dirs",
+                        metavar="DIR", help="directory of a Pulumi project (default: jamjam's, "
+                        f"{ROOT}); repeat it to plan several projects in one process")
     args = parser.parse_args(argv)
-    stacks = resolve_stacks(parser, args.project_dir, args.stacks)
-    project = load_project(args.project_dir).name
+    plans = []
+    for project_dir in args.project_dirs or [ROOT]:
+        stacks = resolve_stacks(parser, project_dir, args.stacks)
+        plans.append((load_project(project_dir).name, project_dir, stacks))
     failed = False
     errors: list[str] = []
     documents = []
-    for name in stacks:
-        stack, stack_errors = render_or_report(name, args.project_dir)
-        if stack is None:
-            errors += stack_errors
+    for project, project_dir, stacks in plans:
+        for name in stacks:
+            stack, stack_errors = render_or_report(name, project_dir)
+            if stack is None:
+                errors += stack_errors
+                if args.json:
+                    documents.append({"stack": name, "project": project, "errors": stack_errors})
+                continue
+            violations = _check(stack, project_dir)
+            failed |= any(v.level == "mandatory" for v in violations)
             if args.json:
-                documents.append({"stack": name, "project": project, "errors": stack_errors})
-            continue
-        violations = _check(stack, args.project_dir)
-        failed |= any(v.level == "mandatory" for v in violations)
-        if args.json:
-            documents.append(as_json(stack, violations))
-        else:
-            print(tree_text(stack, violations), end="\n\n", flush=True)
+                documents.append(as_json(stack, violations))
+            else:
+                print(tree_text(stack, violations), end="\n\n", flush=True)
     if args.json:
         json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=2)
         print(flush=True)

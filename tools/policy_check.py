@@ -164,38 +164,46 @@ def main(argv: list[str] | None = None) -> int:
     from tools.plan import PROJECT_POLICY_CONFIG, OneLineParser, config_errors, resolve_stacks
 
     parser = OneLineParser(prog="python -m tools.policy_check",
-                                     description="Run the policy pack on rendered stacks, offline.")
+                           description="Run the policy pack on rendered stacks, offline.")
     parser.add_argument("stacks", nargs="*", metavar="stack",
                         help="a stack of the project, a Pulumi.<stack>.yaml (default: all)")
     parser.add_argument("--config", type=Path, help="a --policy-pack-config JSON file")
-    parser.add_argument("--project-dir", type=Path, default=rendering.ROOT,
-                        help="directory of the Pulumi project (default: jamjam, %(default)s)")
+    parser.add_argument("--project-dir", type=Path, action="append", dest="project_dirs",
+                        metavar="DIR", help="directory of a Pulumi project (default: jamjam's, "
+                        f"{rendering.ROOT}); repeat it to check several projects")
     args = parser.parse_args(argv)
-    stacks = resolve_stacks(parser, args.project_dir, args.stacks)
-    if args.config is None and (args.project_dir / PROJECT_POLICY_CONFIG).exists():
-        args.config = args.project_dir / PROJECT_POLICY_CONFIG
-    config = _policy_config(parser, args.config)
-    if config is not None:
-        try:
-            # Settings and levels are read before any rule runs on a real resource, so a bad
-            # config is one line here, not a traceback halfway through a stack.
-            check(stacks[0], [], config)
-        except ValueError as error:
-            parser.error(f"--config {args.config}: {error}")
-    # Only a project other than jamjam is named to render(), so a test may stand in for
-    # render with a one-argument function.
-    where = {} if args.project_dir == rendering.ROOT else {"project_dir": args.project_dir}
+    plans = [(d, resolve_stacks(parser, d, args.stacks))
+             for d in args.project_dirs or [rendering.ROOT]]
+    # --config applies to every project; without it a project's own policy-config.json does.
+    configs: dict[Path, Any] = {}
+    for project_dir, stacks in plans:
+        path = args.config
+        if path is None and (project_dir / PROJECT_POLICY_CONFIG).exists():
+            path = project_dir / PROJECT_POLICY_CONFIG
+        config = configs[project_dir] = _policy_config(parser, path)
+        if config is not None:
+            try:
+                # Settings and levels are read before any rule runs on a real resource, so a
+                # bad config is one line here, not a traceback halfway through a stack.
+                check(next(iter(stacks), ""), [], config)
+            except ValueError as error:
+                parser.error(f"--config {path}: {error}")
     failed = False
     errors: list[str] = []
-    for name in stacks:
-        try:
-            rendered = rendering.render(name, **where)
-        except (pulumi.RunError, rendering.ProjectError) as error:
-            errors += config_errors(name, error)
-            continue
-        violations = check(name, rendered.resources, config)
-        failed |= any(v.level == "mandatory" for v in violations)
-        print(f"Stack {name}:\n{format_report(violations)}\n", flush=True)
+    for project_dir, stacks in plans:
+        config = configs[project_dir]
+        # Only a project other than jamjam is named to render(), so a test may stand in for
+        # render with a one-argument function.
+        where = {} if project_dir == rendering.ROOT else {"project_dir": project_dir}
+        for name in stacks:
+            try:
+                rendered = rendering.render(name, **where)
+            except (pulumi.RunError, rendering.ProjectError) as error:
+                errors += config_errors(name, error, project_dir)
+                continue
+            violations = check(name, rendered.resources, config)
+            failed |= any(v.level == "mandatory" for v in violations)
+            print(f"Stack {name}:\n{format_report(violations)}\n", flush=True)
     for line in errors:
         print(line, file=sys.stderr)
     if errors:
