@@ -23,7 +23,7 @@ from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
 NETWORK = "rstream"
@@ -59,7 +59,6 @@ LOG_RETENTION = {"access": 90, "error": 180, "security": 365}
 CONTAINER_LOG_PREFIX = "logs/containers/"
 CONTAINER_LOG_DAYS = 180
 """stdout/stderr of every container: kept like the error logs."""
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
 ROLES = ("server", "db", "redis", "cloudflared")
 
 
@@ -145,16 +144,8 @@ def app(config: Config) -> App:
 
 
 def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
-    return ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images["cloudflared"], host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        hardening=Hardening(read_only_rootfs=True, user="65532:65532",
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        depends_on=("server",),
-    )
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("server",))
 
 
 def containers(config: Config, specs: App,

@@ -20,7 +20,7 @@ from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
 NETWORK = "shiojiri"
@@ -54,7 +54,6 @@ LOG_DAYS = 30
 # level per metric and alerts over it, so the warning levels are the thresholds.
 MEMORY_ALERT_OVER = 79
 DISK_ALERT_OVER = 79
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
 ROLES = ("api", "db", "cloudflared")
 _BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
 
@@ -169,16 +168,8 @@ def app(config: Config, images: S3Credentials) -> App:
 
 
 def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
-    return ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images["cloudflared"], host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        hardening=Hardening(read_only_rootfs=True, user="65532:65532",
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        depends_on=("api",),
-    )
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("api",))
 
 
 def containers(config: Config, specs: App,

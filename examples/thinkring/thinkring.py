@@ -20,7 +20,7 @@ from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
 NETWORK = "thinkring"
@@ -57,7 +57,6 @@ BACKUP_SETS = (
 # Django's own tables (auth, sessions, admin, contenttypes, migrations) are ten: fewer means
 # the dump lost the schema.
 DRILL = RestoreDrill("0 5 * * 0", min_tables=10, max_age_hours=25)
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
 ROLES = ("frontend", "backend", "db", "cloudflared")
 
 
@@ -174,18 +173,8 @@ def _frontend(config: Config) -> ContainerSpec:
 
 
 def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
-    return ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images["cloudflared"], host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        logs=LOGS,
-        # The official image is distroless and runs as nonroot; it writes nothing.
-        hardening=Hardening(read_only_rootfs=True, user="65532:65532",
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        depends_on=("frontend", "backend"),
-    )
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("frontend", "backend"), logs=LOGS)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
-from jamjam_infra.tunnel import ExternalCheck, Route
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
 NETWORK = "workspace"
@@ -53,7 +53,6 @@ DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=25)
 # percent, so 79 and 89.
 DISK_ALERT_OVER = 79
 MEMORY_ALERT_OVER = 89
-CLOUDFLARED_METRICS = "127.0.0.1:20241"
 ROLES = ("tracker", "bot", "db", "cloudflared")
 
 
@@ -145,17 +144,8 @@ def app(config: Config) -> App:
 
 
 def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
-    return ContainerSpec(
-        role="cloudflared", name=CLOUDFLARED, image=config.images["cloudflared"], host=HOST,
-        command=("tunnel", "--no-autoupdate", "--metrics", CLOUDFLARED_METRICS, "run"),
-        secret_env={"TUNNEL_TOKEN": tunnel_token},
-        healthcheck=Healthcheck(("cloudflared", "tunnel", "--metrics", CLOUDFLARED_METRICS,
-                                 "ready")),
-        logs=LOGS,
-        hardening=Hardening(read_only_rootfs=True, user="65532:65532",
-                            tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"}),
-        depends_on=("tracker",),
-    )
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("tracker",), logs=LOGS)
 
 
 def containers(config: Config, specs: App,
