@@ -157,7 +157,7 @@ def test_policy_check_reports_config_errors_the_same_way(bad_stacks):
 
 def test_plan_header_counts_components_and_labels_made_up_values(tree):
     out = tree.stdout
-    assert "Stack production (project jamjam): 33 resources in 9 components" in out
+    assert "Stack production (project jamjam): 36 resources in 9 components" in out
     tunnel_id = next(line for line in out.splitlines() if line.strip().startswith("tunnelId:"))
     assert tunnel_id.endswith("[stand-in]")
     images = [line for line in out.splitlines() if " image: sha256:" in line]
@@ -168,7 +168,7 @@ def test_plan_header_counts_components_and_labels_made_up_values(tree):
 
 def test_plan_json_names_the_made_up_values():
     document = json.loads(_plan("production", "--json").stdout)
-    assert document["counts"] == {"resources": 33, "components": 9}
+    assert document["counts"] == {"resources": 36, "components": 9}
     assert document["standIns"]["outputs.tunnelId"] == "id of signaling-tunnel"
     assert document["standIns"]["jamjam-signaling.image"].startswith("digest of ")
 
