@@ -372,3 +372,16 @@ def test_a_broken_example_is_one_line_per_key_and_exit_2(tmp_path):
                                "inside the zone example.com")
     assert "thinkring:images.db must be an image pinned by tag or digest" in lines[1]
     assert "Project r-stream" in result.stdout, "the other project still renders"
+
+
+@pytest.mark.parametrize("key", ["sshPrivateKey", "alertWebhookUrl"])
+def test_a_secret_key_set_in_plaintext_is_refused(key):
+    # The value only has to be present in plaintext; it is made up here, not a credential.
+    with pytest.raises(Exception) as raised:
+        render("production", project_dir=EXAMPLES["workspace-backend"],
+               overrides={key: "plaintext-" + "x" * 8})
+    (line,) = raised.value.lines
+    assert line.startswith(f"workspace-backend:{key} is stored in plaintext in the stack file; "
+                           f"it must be a secret; fix: pulumi config set --secret "
+                           f"workspace-backend:{key}")
+    assert not raised.value.registered
