@@ -15,6 +15,7 @@ import pulumi
 import pulumi_command as command
 
 from jamjam_infra._remote import read_file, remote_file
+from jamjam_infra.container import SpecError
 from jamjam_infra.operations import ALERT_SCRIPT, WEBHOOK_FILE
 from jamjam_infra.scheduled_job import cron_entry, script_path
 
@@ -31,7 +32,7 @@ def alert_environment(stack: str) -> dict[str, str]:
 def check_schedule(owner: str, schedule: str) -> str:
     fields = schedule.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ValueError(f"{owner}: schedule {schedule!r} is not a five-field cron schedule, "
+        raise SpecError(f"{owner}: schedule {schedule!r} is not a five-field cron schedule, "
                          "e.g. '0 3 * * *' (daily at 03:00)")
     return " ".join(fields)
 
@@ -42,7 +43,7 @@ def script_job(name: str, connection: command.remote.ConnectionArgs, job: str, s
     """Installs ``components/files/<script>`` as ``<job>.sh`` and its cron entry; returns the
     cron file's resource (the one whose content names the job)."""
     if not _JOB.match(job):
-        raise ValueError(f"job name {job!r} must be lowercase letters, digits, '-', '_', '.'")
+        raise SpecError(f"job name {job!r} must be lowercase letters, digits, '-', '_', '.'")
     installed = f"{job}.sh"
     copy = remote_file(f"{name}-script", connection, script_path(installed), read_file(script),
                        mode="0755", opts=pulumi.ResourceOptions(parent=parent,

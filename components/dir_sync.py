@@ -18,6 +18,7 @@ import pulumi
 import pulumi_command as command
 
 from jamjam_infra._script_job import alert_environment, check_schedule, script_job
+from jamjam_infra.container import SpecError
 from jamjam_infra.r2_store import R2Store, Retention
 
 SYNC_SCRIPT = "sync-dir-to-r2.sh"
@@ -113,29 +114,29 @@ def _validate(name: str, args: DirSyncArgs) -> None:
     declared = {rule.prefix: rule.days for rule in args.store.retention}
     for want in sync_retention(args.dirs):
         if declared.get(want.prefix) != want.days:
-            raise ValueError(f"directory sync {name!r}: the store has no {want.days}-day "
+            raise SpecError(f"directory sync {name!r}: the store has no {want.days}-day "
                              f"retention rule for {want.prefix!r}; pass sync_retention(dirs) "
                              "in its R2StoreArgs.retention")
 
 
 def _validate_dirs(what: str, dirs: Sequence[SyncedDir]) -> None:
     if not dirs:
-        raise ValueError(f"{what}: give at least one SyncedDir")
+        raise SpecError(f"{what}: give at least one SyncedDir")
     seen: set[str] = set()
     for synced in dirs:
         owner = f"{what}, {synced.name!r}"
         if not _NAME.match(synced.name) or synced.name in seen:
-            raise ValueError(f"{owner}: names must be unique lowercase words, e.g. 'recordings'")
+            raise SpecError(f"{owner}: names must be unique lowercase words, e.g. 'recordings'")
         seen.add(synced.name)
         if not synced.source.startswith("/") or synced.source.rstrip("/") == "":
-            raise ValueError(f"{owner}: source {synced.source!r} must be an absolute directory "
+            raise SpecError(f"{owner}: source {synced.source!r} must be an absolute directory "
                              "other than /")
         if not _PREFIX.match(synced.prefix) or synced.prefix.startswith(DELETED_PREFIX):
-            raise ValueError(f"{owner}: prefix {synced.prefix!r} must be folders ending in '/' "
+            raise SpecError(f"{owner}: prefix {synced.prefix!r} must be folders ending in '/' "
                              f"outside {DELETED_PREFIX}, e.g. 'recordings/'")
         if synced.max_age_days is not None and (isinstance(synced.max_age_days, bool)
                                                 or not isinstance(synced.max_age_days, int)
                                                 or synced.max_age_days < 1):
-            raise ValueError(f"{owner}: max_age_days must be a whole number >= 1 or None")
+            raise SpecError(f"{owner}: max_age_days must be a whole number >= 1 or None")
         if synced.mode not in ("sync", "copy"):
-            raise ValueError(f"{owner}: mode must be 'sync' or 'copy', got {synced.mode!r}")
+            raise SpecError(f"{owner}: mode must be 'sync' or 'copy', got {synced.mode!r}")

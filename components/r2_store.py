@@ -25,6 +25,7 @@ import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 
 from jamjam_infra._remote import read_file, remote_file
+from jamjam_infra.container import SpecError
 
 REMOTE = "r2"
 """The rclone remote name in every store's config (``r2:<bucket>/<prefix>``)."""
@@ -183,7 +184,7 @@ class R2Store(pulumi.ComponentResource):
         """(config path, its resource) for a job that runs rclone against the store; ``user``
         names the job in the error when the store has no host config."""
         if self.config_path is None or self.config_file is None:
-            raise ValueError(f"{user} writes to bucket {self._bucket}, whose R2Store was made "
+            raise SpecError(f"{user} writes to bucket {self._bucket}, whose R2Store was made "
                              "without a host connection; give R2StoreArgs connection, "
                              "host_ready and config_path")
         return self.config_path, self.config_file
@@ -196,27 +197,27 @@ class R2Store(pulumi.ComponentResource):
 def _validate(args: R2StoreArgs) -> None:
     if (args.connection is None) != (args.config_path is None) or (
             args.connection is not None and args.host_ready is None):
-        raise ValueError(f"bucket {args.bucket}: give connection, host_ready and config_path "
+        raise SpecError(f"bucket {args.bucket}: give connection, host_ready and config_path "
                          "together (jobs on a host use the store) or none of them (an app does)")
     if not _BUCKET.match(args.bucket):
-        raise ValueError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
+        raise SpecError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
                          "digits and hyphens, e.g. 'rstream-backups'")
     seen: dict[str, str] = {}
     for rule in args.retention:
         if not _PREFIX.match(rule.prefix):
-            raise ValueError(f"bucket {args.bucket}: retention prefix {rule.prefix!r} must be '' "
+            raise SpecError(f"bucket {args.bucket}: retention prefix {rule.prefix!r} must be '' "
                              "or folders ending in '/', e.g. 'logs/access/'")
         if not isinstance(rule.days, int) or isinstance(rule.days, bool) or rule.days < 1:
-            raise ValueError(f"bucket {args.bucket}: retention for {rule.prefix!r} must be a whole "
+            raise SpecError(f"bucket {args.bucket}: retention for {rule.prefix!r} must be a whole "
                              f"number of days >= 1, got {rule.days!r}")
         if rule.prefix in seen:
-            raise ValueError(f"bucket {args.bucket}: two retention rules for prefix "
+            raise SpecError(f"bucket {args.bucket}: two retention rules for prefix "
                              f"{rule.prefix!r} ({seen[rule.prefix]} days and {rule.days} days); "
                              "keep one")
         seen[rule.prefix] = str(rule.days)
     ids = [rule.id for rule in args.retention]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"bucket {args.bucket}: retention rule ids must be unique, got {ids}")
+        raise SpecError(f"bucket {args.bucket}: retention rule ids must be unique, got {ids}")
 
 
 def _lifecycle_rules(retention: Sequence[Retention]) -> list[cloudflare.R2BucketLifecycleRuleArgs]:
