@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import pickle
+import pkgutil
 import re
 import shlex
 import sys
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import jamjam_infra
 import pulumi
 
 from tools.plan import (OneLineParser, _shown, config_errors, project_policy_config,
@@ -287,6 +290,12 @@ def _results(jobs: list[_Job], workers: int) -> Iterator[_Result]:
     if workers < 2 or len(jobs) < 2 or not hasattr(os, "fork"):
         yield from map(_run, jobs)
         return
+    # Imported once here rather than once per worker: the library, the policy pack, and the
+    # provider modules the SDK loads lazily on first use.
+    import pulumi_command.remote  # noqa: F401
+    import tools.policy_check  # noqa: F401
+    for module in pkgutil.iter_modules(jamjam_infra.__path__, "jamjam_infra."):
+        importlib.import_module(module.name)
     workers = min(workers, len(jobs))
     streams = []
     for worker in range(workers):
