@@ -33,7 +33,7 @@ def check_schedule(owner: str, schedule: str) -> str:
     fields = schedule.split()
     if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
         raise SpecError(f"{owner}: schedule {schedule!r} is not a five-field cron schedule, "
-                         "e.g. '0 3 * * *' (daily at 03:00)")
+                        "e.g. '0 3 * * *' (daily at 03:00)")
     return " ".join(fields)
 
 

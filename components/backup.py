@@ -97,7 +97,7 @@ class BackupArgs:
 def backup_name(database: ContainerSpec) -> str:
     if not database.backup_job:
         raise SpecError(f"container {database.name!r} has no backup_job; name the backup that "
-                         "covers it, e.g. backup_job='thinkring-db-backup'")
+                        "covers it, e.g. backup_job='thinkring-db-backup'")
     return database.backup_job
 
 
@@ -182,16 +182,16 @@ def _validate(backup: str, args: BackupArgs) -> None:
     owner = f"backup {backup!r}"
     if not _POSTGRES_IMAGE.search(args.database.image):
         raise SpecError(f"{owner}: container {args.database.name!r} runs {args.database.image!r}; "
-                         "pg_dump backups need a postgres or postgis image")
+                        "pg_dump backups need a postgres or postgis image")
     _validate_sets(owner, args.sets)
     if args.drill is not None:
         check_schedule(f"{owner} restore drill", args.drill.schedule)
         if args.drill.min_tables < 0 or (args.drill.max_age_hours or 0) < 0:
             raise SpecError(f"{owner} restore drill: min_tables and max_age_hours must not be "
-                             "negative")
+                            "negative")
         if args.drill.memory_mb < 64:
             raise SpecError(f"{owner} restore drill: memory_mb {args.drill.memory_mb} is too "
-                             "small for PostgreSQL (>= 64)")
+                            "small for PostgreSQL (>= 64)")
     if args.store is not None:
         declared = {rule.prefix: rule.days for rule in args.store.retention}
         for want in backup_retention(args.database, args.sets):
@@ -205,17 +205,17 @@ def _validate(backup: str, args: BackupArgs) -> None:
 def _validate_sets(owner: str, sets: Sequence[BackupSet]) -> None:
     if not sets:
         raise SpecError(f"{owner}: give at least one BackupSet, e.g. "
-                         "BackupSet('daily', '0 3 * * *', keep_days=7)")
+                        "BackupSet('daily', '0 3 * * *', keep_days=7)")
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise SpecError(f"{owner}: set names must be unique, got {names}")
     for backup_set in sets:
         if not _SET.match(backup_set.name) or backup_set.name == "restore-drill":
             raise SpecError(f"{owner}: set name {backup_set.name!r} must be lowercase letters, "
-                             "digits and '-' (and not 'restore-drill'), e.g. 'every-6h'")
+                            "digits and '-' (and not 'restore-drill'), e.g. 'every-6h'")
         check_schedule(f"{owner} set {backup_set.name}", backup_set.schedule)
         for field, days in (("keep_days", backup_set.keep_days),
                             ("offsite_days", backup_set.r2_days)):
             if isinstance(days, bool) or not isinstance(days, int) or days < 1:
                 raise SpecError(f"{owner} set {backup_set.name}: {field} must be a whole number "
-                                 f"of days >= 1, got {days!r}")
+                                f"of days >= 1, got {days!r}")

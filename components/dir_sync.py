@@ -115,8 +115,8 @@ def _validate(name: str, args: DirSyncArgs) -> None:
     for want in sync_retention(args.dirs):
         if declared.get(want.prefix) != want.days:
             raise SpecError(f"directory sync {name!r}: the store has no {want.days}-day "
-                             f"retention rule for {want.prefix!r}; pass sync_retention(dirs) "
-                             "in its R2StoreArgs.retention")
+                            f"retention rule for {want.prefix!r}; pass sync_retention(dirs) "
+                            "in its R2StoreArgs.retention")
 
 
 def _validate_dirs(what: str, dirs: Sequence[SyncedDir]) -> None:
@@ -130,10 +130,10 @@ def _validate_dirs(what: str, dirs: Sequence[SyncedDir]) -> None:
         seen.add(synced.name)
         if not synced.source.startswith("/") or synced.source.rstrip("/") == "":
             raise SpecError(f"{owner}: source {synced.source!r} must be an absolute directory "
-                             "other than /")
+                            "other than /")
         if not _PREFIX.match(synced.prefix) or synced.prefix.startswith(DELETED_PREFIX):
             raise SpecError(f"{owner}: prefix {synced.prefix!r} must be folders ending in '/' "
-                             f"outside {DELETED_PREFIX}, e.g. 'recordings/'")
+                            f"outside {DELETED_PREFIX}, e.g. 'recordings/'")
         if synced.max_age_days is not None and (isinstance(synced.max_age_days, bool)
                                                 or not isinstance(synced.max_age_days, int)
                                                 or synced.max_age_days < 1):

@@ -185,8 +185,8 @@ class R2Store(pulumi.ComponentResource):
         names the job in the error when the store has no host config."""
         if self.config_path is None or self.config_file is None:
             raise SpecError(f"{user} writes to bucket {self._bucket}, whose R2Store was made "
-                             "without a host connection; give R2StoreArgs connection, "
-                             "host_ready and config_path")
+                            "without a host connection; give R2StoreArgs connection, "
+                            "host_ready and config_path")
         return self.config_path, self.config_file
 
     def remote(self, prefix: str = "") -> str:
@@ -198,22 +198,22 @@ def _validate(args: R2StoreArgs) -> None:
     if (args.connection is None) != (args.config_path is None) or (
             args.connection is not None and args.host_ready is None):
         raise SpecError(f"bucket {args.bucket}: give connection, host_ready and config_path "
-                         "together (jobs on a host use the store) or none of them (an app does)")
+                        "together (jobs on a host use the store) or none of them (an app does)")
     if not _BUCKET.match(args.bucket):
         raise SpecError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
-                         "digits and hyphens, e.g. 'rstream-backups'")
+                        "digits and hyphens, e.g. 'rstream-backups'")
     seen: dict[str, str] = {}
     for rule in args.retention:
         if not _PREFIX.match(rule.prefix):
             raise SpecError(f"bucket {args.bucket}: retention prefix {rule.prefix!r} must be '' "
-                             "or folders ending in '/', e.g. 'logs/access/'")
+                            "or folders ending in '/', e.g. 'logs/access/'")
         if not isinstance(rule.days, int) or isinstance(rule.days, bool) or rule.days < 1:
             raise SpecError(f"bucket {args.bucket}: retention for {rule.prefix!r} must be a whole "
-                             f"number of days >= 1, got {rule.days!r}")
+                            f"number of days >= 1, got {rule.days!r}")
         if rule.prefix in seen:
             raise SpecError(f"bucket {args.bucket}: two retention rules for prefix "
-                             f"{rule.prefix!r} ({seen[rule.prefix]} days and {rule.days} days); "
-                             "keep one")
+                            f"{rule.prefix!r} ({seen[rule.prefix]} days and {rule.days} days); "
+                            "keep one")
         seen[rule.prefix] = str(rule.days)
     ids = [rule.id for rule in args.retention]
     if len(set(ids)) != len(ids):
