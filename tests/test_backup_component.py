@@ -275,3 +275,37 @@ def test_the_fake_docker_is_shellcheck_clean():
     result = subprocess.run(["shellcheck", "-S", "style", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_log_archive_keeps_its_bucket_and_token_state_across_the_move_to_r2store():
+    """The bucket, token and rclone config were children of LogArchive before R2Store
+    existed; each is registered with an alias to that old parent, so `pulumi up` on a running
+    stack moves them in state instead of replacing them (a replaced bucket would be deleted
+    with the logs in it)."""
+    from jamjam_infra.log_archive import LogArchive, LogArchiveArgs
+
+    aliases: dict[str, list[str]] = {}
+
+    class Monitor(_RecordingMonitor):
+        def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+            aliases[request.name] = [alias.spec.parentUrn for alias in request.aliases]
+            return super().RegisterResource(request)
+
+    def program() -> None:
+        host = _host()
+        LogArchive("logs", LogArchiveArgs(account_id=ACCOUNT, bucket="jamjam-logs",
+                                          retention_days=None, schedule="0 * * * *",
+                                          stack="production", connection=host.connection,
+                                          host_ready=host.ready))
+
+    mocks = _Mocks("production")
+    monitor = Monitor(mocks)
+    runtime_settings.set_root_resource(None)
+    pulumi.runtime.set_all_config({}, [])
+    pulumi.runtime.set_mocks(mocks, project="jamjam", stack="production", preview=False,
+                             monitor=monitor)
+    pulumi.runtime.test(program)()
+    archive = next(r.urn for r in monitor.registrations if r.type == "jamjam:index:LogArchive")
+    for name in ("logs-bucket", "logs-public-url", "logs-token", "logs-rclone-config"):
+        assert aliases[name] == [archive], name
+    assert aliases["logs-upload"] == [], "the upload job did not move"
