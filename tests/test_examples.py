@@ -224,6 +224,8 @@ def test_make_plan_examples_says_what_each_declares():
     assert result.stdout.count("Policies: every rule passes.") == 4
     assert "https://thinkring.example.com path ^/api/ -> http://backend:8000" in result.stdout
     assert "firewall opens 22/tcp (ssh), nothing else" in result.stdout
+    assert result.stdout.count("OS security updates (unattended-upgrades): *-*-* 03:00; reboot by "
+                               "itself: no") == 4
 
 
 # --- workspace-backend ----------------------------------------------------------------------

@@ -172,6 +172,19 @@ def _job_lines(stack: RenderedStack) -> list[str]:
     return lines
 
 
+def _os_update_lines(stack: RenderedStack) -> list[str]:
+    written = _files(stack)
+    timer = written.get("/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf")
+    policy = written.get("/etc/apt/apt.conf.d/52jamjam-unattended-upgrades")
+    if not isinstance(timer, str) or not isinstance(policy, str):
+        return []
+    when = [line.split("=", 1)[1] for line in timer.splitlines()
+            if line.startswith("OnCalendar=") and line != "OnCalendar="]
+    reboot = re.search(r'Automatic-Reboot "(\w+)"', policy)
+    return [f"    OS security updates (unattended-upgrades): {', '.join(when)}; reboot by "
+            f"itself: {'yes' if reboot and reboot.group(1) == 'true' else 'no'}"]
+
+
 def _post_deploy_lines(stack: RenderedStack) -> list[str]:
     lines = []
     for command in sorted(stack.of_type(COMMAND), key=lambda r: r.name):
@@ -226,6 +239,7 @@ def summary(stack: RenderedStack, project_dir: Path, violations: list) -> str:
         lines += post
     lines.append("  Scheduled jobs on the host (cron):")
     lines += _job_lines(stack)
+    lines += _os_update_lines(stack)
     lines.append("  R2 buckets:")
     lines += _bucket_lines(stack)
     generated = sorted(r.name for r in stack.of_type("random:index/randomPassword:RandomPassword"))
