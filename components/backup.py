@@ -72,6 +72,9 @@ class RestoreDrill:
     checked."""
     memory_mb: int = 1024
     """Cap on the throwaway server, so a drill cannot starve the live database."""
+    max_restore_minutes: int | None = None
+    """The restore must take no longer (the share of the recovery time objective a restore
+    may use); None: not checked, only logged."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,8 @@ class Backup(pulumi.ComponentResource):
             drill_env = {**environment,
                          "JAMJAM_DRILL_MIN_TABLES": str(drill.min_tables),
                          "JAMJAM_DRILL_MAX_AGE_HOURS": str(drill.max_age_hours or 0),
+                         "JAMJAM_DRILL_MAX_RESTORE_SECONDS": str(60 * (drill.max_restore_minutes
+                                                                        or 0)),
                          "JAMJAM_DRILL_MEMORY": f"{drill.memory_mb}m"}
             if args.store is not None:
                 # From R2: a restore after losing the host would start there.
@@ -186,9 +191,10 @@ def _validate(backup: str, args: BackupArgs) -> None:
     _validate_sets(owner, args.sets)
     if args.drill is not None:
         check_schedule(f"{owner} restore drill", args.drill.schedule)
-        if args.drill.min_tables < 0 or (args.drill.max_age_hours or 0) < 0:
-            raise SpecError(f"{owner} restore drill: min_tables and max_age_hours must not be "
-                            "negative")
+        if min(args.drill.min_tables, args.drill.max_age_hours or 0,
+               args.drill.max_restore_minutes or 0) < 0:
+            raise SpecError(f"{owner} restore drill: min_tables, max_age_hours and "
+                            "max_restore_minutes must not be negative")
         if args.drill.memory_mb < 64:
             raise SpecError(f"{owner} restore drill: memory_mb {args.drill.memory_mb} is too "
                             "small for PostgreSQL (>= 64)")

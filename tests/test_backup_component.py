@@ -140,6 +140,7 @@ def test_the_restore_drill_reads_every_set_from_r2(system):
     assert env["JAMJAM_R2_SOURCE"] == "r2:shop-backups/db/shop-db-backup"
     assert env["JAMJAM_DRILL_MIN_TABLES"] == "5" and env["JAMJAM_DRILL_MAX_AGE_HOURS"] == "7"
     assert env["JAMJAM_DRILL_MEMORY"] == "1024m"
+    assert env["JAMJAM_DRILL_MAX_RESTORE_SECONDS"] == "0", "not checked unless asked"
     assert written["/opt/jamjam/scripts/shop-db-backup-restore-drill.sh"] == \
         (ROOT / "components/files/pg-restore-drill.sh").read_text()
 

@@ -10,6 +10,7 @@ environment, and the tests check that the password was on no command line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -303,3 +304,13 @@ def test_the_readme_restore_recipe_brings_the_data_back(host, engine, db, store,
     assert result.returncode == 0, result.stderr
     assert db.sql(engine, "SELECT count(*) FROM users") == "500"
     assert db.sql(engine, "SELECT count(*) FROM audit") == "0", "the dropped table is back"
+
+
+def test_a_restore_slower_than_allowed_fails_the_drill(host, engine, db):
+    assert backup(host, db).returncode == 0
+    result = drill(host, db, JAMJAM_DRILL_MAX_RESTORE_SECONDS="1",
+                   FAKE_DOCKER_SLOW_EXEC="pg_restore:3")
+    assert result.returncode == 1
+    assert re.search(r"restoring \S+ took [34] s, more than the 1 s allowed", host.alerts()[0])
+    assert_left_nothing_running(engine, db)
+    assert drill(host, db, JAMJAM_DRILL_MAX_RESTORE_SECONDS="60").returncode == 0

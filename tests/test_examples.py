@@ -346,6 +346,7 @@ def test_thinkring(stacks):
     assert schedule == "0 2 * * *" and variables["JAMJAM_KEEP_DAYS"] == "7"
     _, drill = cron(stack, "thinkring-db-backup-restore-drill")
     assert drill["JAMJAM_DRILL_MAX_AGE_HOURS"] == "25", "RPO 24 h"
+    assert drill["JAMJAM_DRILL_MAX_RESTORE_SECONDS"] == "3600", "an hour of the 4 h RTO"
 
 
 def test_the_plan_is_the_same_rendered_in_workers_or_in_one_process():

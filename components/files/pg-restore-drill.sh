@@ -15,6 +15,8 @@
 #   JAMJAM_DRILL_MIN_TABLES    tables the restored database must have at least (default 1)
 #   JAMJAM_DRILL_MAX_AGE_HOURS the newest dump must be younger than this (0: not checked);
 #                              this is the recovery point objective, checked
+#   JAMJAM_DRILL_MAX_RESTORE_SECONDS  the restore must finish within this (0: not checked);
+#                              the part of the recovery time objective a restore may use
 #   JAMJAM_DRILL_MEMORY  memory cap of the throwaway container (default 1g), so a drill cannot
 #                        starve the live database
 set -euo pipefail
@@ -30,6 +32,7 @@ SOURCE="${JAMJAM_R2_SOURCE:-}"
 BACKUP_DIR="${JAMJAM_BACKUP_DIR:-/var/backups/jamjam}"
 MIN_TABLES="${JAMJAM_DRILL_MIN_TABLES:-1}"
 MAX_AGE_HOURS="${JAMJAM_DRILL_MAX_AGE_HOURS:-0}"
+MAX_RESTORE_SECONDS="${JAMJAM_DRILL_MAX_RESTORE_SECONDS:-0}"
 MEMORY="${JAMJAM_DRILL_MEMORY:-1g}"
 START_TIMEOUT="${JAMJAM_DRILL_START_TIMEOUT:-180}"
 RESTORE_TIMEOUT="${JAMJAM_DRILL_RESTORE_TIMEOUT:-14400}"
@@ -50,7 +53,7 @@ usage() {
 [[ -n $NAME ]] || usage "JAMJAM_BACKUP_NAME is not set"
 [[ -n $CONTAINER ]] || usage "JAMJAM_DB_CONTAINER is not set"
 [[ $NAME =~ ^[a-z0-9][a-z0-9_.-]*$ ]] || usage "JAMJAM_BACKUP_NAME=$NAME must be a lowercase name"
-for setting in MIN_TABLES MAX_AGE_HOURS START_TIMEOUT RESTORE_TIMEOUT NOW; do
+for setting in MIN_TABLES MAX_AGE_HOURS MAX_RESTORE_SECONDS START_TIMEOUT RESTORE_TIMEOUT NOW; do
   [[ ${!setting} =~ ^[0-9]+$ ]] || usage "$setting=${!setting} is not a whole number"
 done
 [[ $MEMORY =~ ^[1-9][0-9]*[kmg]$ ]] || usage "JAMJAM_DRILL_MEMORY=$MEMORY is not a size like 1g"
@@ -169,6 +172,9 @@ if ! timeout "$RESTORE_TIMEOUT" docker exec -i "$drill" pg_restore --host=127.0.
   fail "pg_restore of $origin: $(last_line "$work/restore.err")"
 fi
 restore_seconds=$(( $(date +%s) - started ))
+if (( MAX_RESTORE_SECONDS > 0 && restore_seconds > MAX_RESTORE_SECONDS )); then
+  fail "restoring $origin took ${restore_seconds} s, more than the ${MAX_RESTORE_SECONDS} s allowed"
+fi
 
 if ! tables=$(in_drill psql --host=127.0.0.1 --username=postgres --dbname=drill \
                 --no-psqlrc --tuples-only --no-align --command \
