@@ -125,9 +125,9 @@ partial=""
 size=$(stat -c %s "$final")
 log "dumped $CONTAINER to $final ($size bytes, $(( $(date +%s) - started )) s)"
 
-# Local retention, by age; the newest dump stays whatever its age, so a backup that has been
-# failing for longer than the retention never leaves the host with none. Partial files left
-# by a run that was killed go after a day.
+# Local retention, by age. It runs only after a good dump (a failure exits above), so a backup
+# that has been failing for longer than the retention keeps the last good dumps it had; the
+# new one is spared whatever its clock says. Partial files left by a killed run go after a day.
 newest=$(basename "$final")
 find "$dir" -maxdepth 1 -type f -name "$NAME-*.dump" ! -name "$newest" \
   -mmin +$(( KEEP_DAYS * 1440 )) -print -delete | sed 's/^/pg-backup: expired /' >&2
