@@ -95,7 +95,7 @@ last_line() {
 # Dump names end in their UTC time (<name>-YYYYmmddTHHMMSSZ.dump), so the newest sorts last
 # across every set of the backup.
 newest_of() {
-  { grep -E "(^|/)$NAME-[0-9]{8}T[0-9]{6}Z\.dump$" || true; } | awk -F/ '{ print $NF "\t" $0 }' | sort |
+  { grep -E "(^|/)${NAME//./\\.}-[0-9]{8}T[0-9]{6}Z\.dump$" || true; } | awk -F/ '{ print $NF "\t" $0 }' | sort |
     tail -n 1 | cut -f 2
 }
 
