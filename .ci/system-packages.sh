@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
-# rclone against a local S3 server, shellcheck on every shipped script). Idempotent: does
+# rclone against a local S3 server, shellcheck on every shipped script, PostgreSQL for the
+# backup and restore-drill scripts). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -11,11 +12,6 @@ declare -A needed=(
   [ip]=iproute2
   [shellcheck]=shellcheck
   [rclone]=rclone
-  # The backup and restore-drill tests: real PostgreSQL servers, run as the postgres user.
-  # Debian keeps the server off PATH; 15 is Debian 12's (the tests take any version there).
-  [/usr/lib/postgresql/15/bin/initdb]=postgresql
-  [pg_restore]=postgresql-client
-  [runuser]=util-linux
   [flock]=util-linux
   [pgrep]=procps
   [curl]=curl
@@ -27,6 +23,8 @@ declare -A needed=(
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
+  [runuser]=util-linux
+  [pg_restore]=postgresql-client
 )
 
 missing=()
@@ -35,6 +33,11 @@ for tool in "${!needed[@]}"; do
     missing+=("${needed[$tool]}")
   fi
 done
+# The backup tests run real PostgreSQL servers; Debian keeps them off PATH, under
+# /usr/lib/postgresql/<version>/bin.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  missing+=(postgresql)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
