@@ -18,7 +18,7 @@ stack=$1
 shift
 root=$(cd "$(dirname "$0")/../.." && pwd)
 
-echo "alert: [$stack/github-actions] ALERT $*"
+echo "alert: [$stack/github-actions] ALERT $1: ${*:2}"
 if [[ -z ${ALERT_WEBHOOK_URL:-} ]]; then
   echo "::warning title=no alert webhook::ALERT_WEBHOOK_URL is not set: this alert is only in this run's log"
   exit 0
