@@ -421,7 +421,8 @@ def test_ssh_from_stack_reads_the_keys_settings_reads():
 @pytest.mark.parametrize("backend, present, missing", [
     ("s3://jamjam-state?endpoint=example.invalid", {"CLOUDFLARE_API_TOKEN"},
      ["PULUMI_CONFIG_PASSPHRASE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]),
-    ("", {"CLOUDFLARE_API_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}, ["PULUMI_ACCESS_TOKEN"]),
+    ("https://api.pulumi.com", {"CLOUDFLARE_API_TOKEN"}, ["PULUMI_ACCESS_TOKEN"]),
+    ("", {"PULUMI_ACCESS_TOKEN"}, ["CLOUDFLARE_API_TOKEN"]),
     ("s3://jamjam-state", {"PULUMI_CONFIG_PASSPHRASE", "AWS_ACCESS_KEY_ID",
                            "AWS_SECRET_ACCESS_KEY", "CLOUDFLARE_API_TOKEN"}, []),
 ])
@@ -435,6 +436,15 @@ def test_check_secrets_names_each_missing_secret_and_no_value(backend, present, 
     assert named == missing
     for value in values.values():
         assert value not in result.stdout + result.stderr
+
+
+def test_check_secrets_with_no_backend_at_all_names_both_roads():
+    result = subprocess.run(["bash", str(GITHUB / "actions/setup/check-secrets.sh"), "test"],
+                            env={"PATH": "/usr/bin:/bin", "CLOUDFLARE_API_TOKEN": "x"},
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "neither PULUMI_BACKEND_URL (the R2 state bucket) nor PULUMI_ACCESS_TOKEN" in result.stdout
+    assert result.stdout.count("::error") == 1
 
 
 class _Webhook(http.server.BaseHTTPRequestHandler):

@@ -16,12 +16,18 @@ if [[ -z $stack ]]; then
 fi
 
 missing=()
+status=0
 need() {
   [[ -n ${!1:-} ]] || missing+=("$1")
 }
 
 backend=${PULUMI_BACKEND_URL:-}
-if [[ -z $backend || $backend == https://* ]]; then
+if [[ -z $backend && -z ${PULUMI_ACCESS_TOKEN:-} ]]; then
+  # Neither road is set up: name both rather than guess which one was meant.
+  echo "::error title=CI secret missing::neither PULUMI_BACKEND_URL (the R2 state bucket) nor" \
+       "PULUMI_ACCESS_TOKEN (Pulumi Cloud) is set for stack $stack; see README 'Deploying for real'"
+  status=1
+elif [[ -z $backend || $backend == https://* ]]; then
   need PULUMI_ACCESS_TOKEN
 else
   need PULUMI_CONFIG_PASSPHRASE
@@ -37,4 +43,4 @@ for name in "${missing[@]}"; do
        "Settings > Secrets and variables > Actions (environment '$stack', or the repository" \
        "when both stacks share it); see README 'Deploying for real'"
 done
-(( ${#missing[@]} == 0 ))
+(( ${#missing[@]} == 0 && status == 0 ))
