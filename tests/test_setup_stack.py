@@ -161,6 +161,27 @@ def test_a_plaintext_secret_is_moved_to_an_encrypted_one(tmp_path):
     assert f"pulumi config rm --stack production {NS}:alertWebhookUrl" in result.stdout
     assert f"pulumi config set --stack production --secret {NS}:alertWebhookUrl" in result.stdout
     assert webhook not in result.stdout + result.stderr
+    assert result.stdout.count("lacks:") == 1, "one gap, one fix"
+
+
+def test_a_wrong_host_key_is_set_again_with_path(tmp_path):
+    document = _complete()
+    document["config"][f"{NS}:ssh"]["hostKey"] = "not-a-key"
+    project = _project(tmp_path, document=document)
+    result = _run(["production", "--check", "--project-dir", str(project)])
+    assert result.returncode == 1
+    assert f"production lacks: {NS}:ssh.hostKey: must be the host's public key" in result.stdout
+    assert f"pulumi config set --stack production --path {NS}:ssh.hostKey <value>" in result.stdout
+
+
+def test_a_wrong_committed_setting_of_another_kind_is_left_to_a_person(tmp_path):
+    document = _complete()
+    document["config"][f"{NS}:echoDelayMs"] = 0
+    project = _project(tmp_path, document=document)
+    result = _run(["production", "--check", "--project-dir", str(project)])
+    assert result.returncode == 1
+    assert f"production lacks: {NS}:echoDelayMs: must be a whole number" in result.stdout
+    assert "edit Pulumi.production.yaml" in result.stdout
 
 
 def test_a_wrong_committed_value_is_reported_with_settings_own_line(tmp_path):

@@ -285,12 +285,14 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
     problem = _settings_error(stack, *_probe_config(stack, document))
     if problem:
         key = problem.split(":", 2)[1] if problem.startswith(f"{NS}:") else ""
-        if key in settings.OPERATOR_KEYS:
+        host_key = ".".join(HOST_KEY_PATH)
+        if key in settings.OPERATOR_KEYS or key == host_key:
             full = f"{NS}:{key}"
-            gaps.append(Gap(problem, ["pulumi", "config", "set", *at, full], value="plain",
-                            shown=shlex.join(["pulumi", "config", "set", *at, full]) + " <value>",
+            argv = ["pulumi", "config", "set", *at, *(["--path"] if key == host_key else []), full]
+            gaps.append(Gap(problem, argv, value="plain", shown=shlex.join(argv) + " <value>",
                             prompt=full, check=_value_check(stack, document, key, False)))
-        else:
+        elif key not in settings.SECRET_KEYS:
+            # A plaintext secret already has its gap below; anything else is fixed by hand.
             gaps.append(Gap(problem, [], value="manual", shown=f"edit {path.name} (see above)"))
 
     section = config.get(f"{NS}:{HOST_KEY_PATH[0]}") or {}
