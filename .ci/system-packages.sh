@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
-# rclone against a local S3 server, shellcheck on every shipped script). Idempotent: does
+# rclone against a local S3 server, shellcheck on every shipped script, ssh-agent and node for the
+# CI scripts and the PR-comment script). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ declare -A needed=(
   [sshd]=openssh-server
   [ssh-agent]=openssh-client
   [ssh-keygen]=openssh-client
+  [node]=nodejs
   [sudo]=sudo
   [visudo]=sudo
   [useradd]=passwd

@@ -142,6 +142,18 @@ def test_the_composite_action_does_the_whole_setup():
             assert step["shell"] == "bash"
 
 
+def test_the_composite_actions_scripts_are_shellcheck_clean(tmp_path):
+    """actionlint checks workflows' `run:` scripts, not a composite action's: this does."""
+    for index, step in enumerate(_action()["runs"]["steps"]):
+        if "run" not in step:
+            continue
+        script = tmp_path / f"step-{index}.sh"
+        script.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + step["run"])
+        result = subprocess.run(["shellcheck", "-S", "style", str(script)], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, step.get("name", index) + result.stdout
+
+
 def test_every_job_that_runs_pulumi_uses_the_composite_action():
     jobs = set()
     for name, job in _all_jobs():
@@ -264,6 +276,21 @@ def test_a_failed_preview_is_still_commented_on_the_pull_request():
     assert "updateComment" in script and "createComment" in script
     assert "tee \"$RUNNER_TEMP/jamjam-preview-$STACK.txt\"" in _step(preview, "preview")["run"]
     assert "jamjam-setup-$STACK.txt" in ACTION.read_text()
+
+
+def test_the_comment_script_is_valid_javascript(tmp_path):
+    """github-script runs the script as the body of an async function; a typo would only show
+    on a real pull request, so node parses it here the same way."""
+    preview = _load("pull-request.yml")["jobs"]["preview"]
+    [comment] = _steps(preview, "actions/github-script")
+    source = tmp_path / "comment.js"
+    source.write_text("(async function (github, context, core, require) {\n"
+                      + comment["with"]["script"] + "\n});\n")
+    node = shutil.which("node")
+    assert node, "node is missing: run `bash .ci/system-packages.sh`"
+    result = subprocess.run([node, "--check", str(source)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 # ----- main: approval, deploy, rollback -------------------------------------------------------
