@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
-# rclone against a local S3 server, shellcheck on every shipped script). Idempotent: does
+# rclone against a local S3 server, shellcheck on every shipped script, ssh-agent and node for the
+# CI scripts and the PR-comment script). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -17,6 +18,9 @@ declare -A needed=(
   [gzip]=gzip
   [logger]=bsdutils
   [sshd]=openssh-server
+  [ssh-agent]=openssh-client
+  [ssh-keygen]=openssh-client
+  [node]=nodejs
   [sudo]=sudo
   [visudo]=sudo
   [useradd]=passwd
