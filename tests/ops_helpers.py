@@ -136,8 +136,7 @@ class Host:
                               capture_output=True, text=True, timeout=30)
 
 
-@pytest.fixture
-def host(tmp_path, receiver) -> Host:
+def make_host(tmp_path: Path, receiver: Receiver) -> Host:
     (tmp_path / "bin").mkdir()
     hook_file = tmp_path / "alert-webhook"
     hook_file.write_text(receiver.url + "\n")
@@ -155,6 +154,11 @@ def host(tmp_path, receiver) -> Host:
         "JAMJAM_STATE_DIR": str(tmp_path / "state"),
     }
     return Host(tmp_path, env)
+
+
+@pytest.fixture
+def host(tmp_path, receiver) -> Host:
+    return make_host(tmp_path, receiver)
 
 
 # --- the recorded Docker ------------------------------------------------------------------
@@ -176,9 +180,7 @@ class Docker:
         return [c.split()[1] for c in self.calls() if c.startswith("restart ")]
 
 
-@pytest.fixture
-def docker(host) -> Docker:
-    """tests/fixtures/bin/docker on PATH, replaying tests/fixtures/ops_docker_*; all healthy."""
+def make_docker(host: Host) -> Docker:
     state = host.root / "docker"
     state.mkdir()
     host.fake("docker")
@@ -189,6 +191,12 @@ def docker(host) -> Docker:
     fake = Docker(state)
     fake.health(healthy=NAMES)
     return fake
+
+
+@pytest.fixture
+def docker(host) -> Docker:
+    """tests/fixtures/bin/docker on PATH, replaying tests/fixtures/ops_docker_*; all healthy."""
+    return make_docker(host)
 
 
 # --- the recorded apt ---------------------------------------------------------------------

@@ -4,12 +4,17 @@ receiver on loopback."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.ops_helpers import (NAMES, T0, Docker, Host, docker, free_port,  # noqa: F401
-                               host, receiver)
+from tests.ops_helpers import (FILES, NAMES, T0, docker, free_port, host,  # noqa: F401
+                               make_docker, make_host, receiver)
 
 # --- restarts, back-off, give-up -------------------------------------------------------------------
 
@@ -135,3 +140,178 @@ def test_state_of_removed_containers_is_dropped(host, receiver, docker):
     assert not (host.root / "state/jamjam-echo").exists()
 
 
+
+
+# --- damaged state ------------------------------------------------------------------------
+# Each case: the container's state file is damaged, the container is unhealthy. The run must
+# log the damage once, remove it, restart the container (recorded by the fake docker) and
+# leave a good state behind, so the next minute backs off as usual without a word about it.
+
+DAMAGED = {
+    "empty": b"",
+    "empty-line": b"\n",
+    "truncated": b"3 1763870",                  # cut mid-write, no newline
+    "too-few": b"2 1763870400 1763870520\n",
+    "garbage": b"hello world\n",
+    "binary": b"\x00\x7fELF\x02\x01\xff\xfe garbage",
+    "octal": b"08 1763870400 1763870520 0 1\n",
+    "not-a-flag": b"1 1763870400 1763870460 0 2\n",
+    "too-many": b"1 1763870400 1763870460 0 1 7\n",
+    # Evaluated by bash if used in arithmetic unchecked: would run a command as root.
+    "injection": b"x[$(touch${IFS}INJECTED)] 1763870400 0 0 0\n",
+    # Would mean "back off for three thousand years": the container never restarted again.
+    "far-future": b"1 1763870400 99999999999 0 1\n",
+    "long-line": b"1 " * 400 + b"\n",
+}
+
+
+def _damaged_then_healed(host, docker, receiver, expected_log: str) -> None:
+    docker.health(unhealthy=["jamjam-echo"], healthy=["jamjam-signaling", "jamjam-cloudflared"])
+    result = _heal(host, 5)
+    assert docker.restarts() == ["jamjam-echo"], "a real heal follows the repair"
+    damage = [line for line in result.stderr.splitlines() if "damaged" in line]
+    assert len(damage) == 1 and expected_log in damage[0], result.stderr
+    assert receiver.contents()[-1].startswith(
+        "[production/vps1] ALERT heal/jamjam-echo: restarted jamjam-echo (unhealthy); restart 1 of at most 5")
+    state = host.root / "state/jamjam-echo"
+    assert state.is_file() and state.read_text() == f"1 {T0 + 300} {T0 + 360} 0 1\n"
+    again = _heal(host, 5)
+    assert "damaged" not in again.stderr and "backing off" in again.stderr
+    assert docker.restarts() == ["jamjam-echo"]
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_damaged_state_is_logged_once_repaired_and_healing_goes_on(host, receiver, docker,
+                                                                   content):
+    (host.root / "state").mkdir()
+    (host.root / "state/jamjam-echo").write_bytes(content)
+    _damaged_then_healed(host, docker, receiver, "state file")
+    assert not (host.root / "state/INJECTED").exists() and not (host.root / "INJECTED").exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
+def test_state_that_is_not_a_regular_file_is_replaced(host, receiver, docker, kind):
+    """Before: a directory there swallowed every new state (mv into it), so the container was
+    restarted every minute without back-off for ever."""
+    state = host.root / "state"
+    state.mkdir()
+    target = state / "jamjam-echo"
+    if kind == "directory":
+        target.mkdir()
+        (target / "inside").write_text("1 2 3 0 1\n")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        (host.root / "elsewhere").write_text(f"1 {T0} {T0 + 60} 0 1\n")
+        target.symlink_to(host.root / "elsewhere")
+    _damaged_then_healed(host, docker, receiver, "not a regular file")
+    if kind == "symlink":
+        assert (host.root / "elsewhere").read_text() == f"1 {T0} {T0 + 60} 0 1\n", \
+            "the file a link points at is not the job's to change"
+
+
+def test_damaged_state_of_a_healthy_container_is_dropped(host, receiver, docker):
+    (host.root / "state").mkdir()
+    (host.root / "state/jamjam-echo").write_text("")
+    result = _heal(host, 0)
+    assert "jamjam-echo: state file" in result.stderr and "damaged (empty)" in result.stderr
+    assert not (host.root / "state/jamjam-echo").exists()
+    assert docker.restarts() == [] and receiver.requests == []
+
+
+def test_a_directory_left_for_a_removed_container_does_not_fail_the_job(host, receiver, docker):
+    (host.root / "state/gone-container").mkdir(parents=True)
+    _heal(host, 0)
+    assert not (host.root / "state/gone-container").exists()
+
+
+def test_a_state_dir_that_is_a_file_is_replaced(host, receiver, docker):
+    (host.root / "state").write_text("not a directory\n")
+    docker.health(unhealthy=["jamjam-echo"])
+    result = _heal(host, 0)
+    assert "is not a directory" in result.stderr
+    assert docker.restarts() == ["jamjam-echo"]
+    assert (host.root / "state/jamjam-echo").is_file()
+
+
+def test_a_temp_file_left_by_a_killed_run_is_removed(host, receiver, docker):
+    stale = host.root / "state/.jamjam-echo.tmp"
+    stale.parent.mkdir()
+    stale.write_text("1 2")
+    fresh = host.root / "state/.jamjam-signaling.tmp"
+    fresh.write_text("1 2")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    _heal(host, 0)
+    assert not stale.exists()
+    assert fresh.exists(), "a temp file this young may be a running job's"
+
+
+def test_state_is_replaced_whole(host, receiver, docker):
+    """Written aside and renamed: no temp file stays, the file holds one whole line."""
+    docker.health(unhealthy=["jamjam-echo"])
+    _heal(host, 0)
+    assert sorted(p.name for p in (host.root / "state").iterdir()) == ["jamjam-echo"]
+    assert (host.root / "state/jamjam-echo").read_text() == f"1 {T0} {T0 + 60} 0 1\n"
+
+
+def test_an_unwritable_state_dir_still_heals_and_says_so(host, receiver, docker):
+    """A read-only disk must not stop the healing; it fails the run and the alert says there is
+    no back-off. Made unwritable with a directory in the way of the temp file."""
+    (host.root / "state/.jamjam-echo.tmp").mkdir(parents=True)
+    docker.health(unhealthy=["jamjam-echo"])
+    result = host.run("heal-containers.sh", JAMJAM_NOW=str(T0))
+    assert result.returncode == 1
+    assert "jamjam-echo: could not write its state" in result.stderr
+    assert docker.restarts() == ["jamjam-echo"]
+    assert "(state dir not writable: no back-off or limit until it is)" in receiver.contents()[-1]
+
+
+def test_unreadable_state_is_repaired(receiver):
+    """As root every file is readable, so this run is as an unprivileged user, for whom a mode
+    000 file is what an I/O error is to root: a file that cannot be read."""
+    root = Path(tempfile.mkdtemp(prefix="jamjam-heal-"))
+    try:
+        root.chmod(0o755)
+        host = make_host(root, receiver)
+        docker = make_docker(host)
+        state = root / "state"
+        state.mkdir()
+        (state / "jamjam-echo").write_text(f"1 {T0} {T0 + 60} 0 1\n")
+        (state / "jamjam-echo").chmod(0)
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(root)], check=True)
+        docker.health(unhealthy=["jamjam-echo"])
+        result = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "bash",
+             str(FILES / "heal-containers.sh")],
+            env={**host.env, "JAMJAM_NOW": str(T0 + 300)}, capture_output=True, text=True,
+            timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert "damaged (unreadable)" in result.stderr
+        assert docker.restarts() == ["jamjam-echo"]
+        assert (state / "jamjam-echo").read_text() == f"1 {T0 + 300} {T0 + 360} 0 1\n"
+    finally:
+        shutil.rmtree(root)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+BIG = "a whole number from 1 to 999999999999"
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("JAMJAM_HEAL_MAX_RESTARTS", "five", "a whole number from 1 to 20; unset it for the default, 5"),
+    ("JAMJAM_HEAL_MAX_RESTARTS", "21", "a whole number from 1 to 20; unset it for the default, 5"),
+    # bash would read 060 as octal, 48 seconds.
+    ("JAMJAM_HEAL_BACKOFF_SECONDS", "060", f"{BIG}; unset it for the default, 60"),
+    ("JAMJAM_HEAL_WINDOW_SECONDS", "0", f"{BIG}; unset it for the default, 3600"),
+    ("JAMJAM_DOCKER_TIMEOUT", "1e3", f"{BIG}; unset it for the default, 120"),
+    ("JAMJAM_NOW", "9" * 13, f"{BIG}; unset it for the default, the current time"),
+])
+def test_a_bad_setting_is_refused_by_its_variable_name(host, receiver, docker, name, value,
+                                                       expected):
+    docker.health(unhealthy=["jamjam-echo"])
+    result = host.run("heal-containers.sh", **{name: value})
+    assert result.returncode == 2
+    assert result.stderr == f"heal-containers: {name}={value} is not {expected}\n"
+    assert docker.restarts() == [] and receiver.requests == []
