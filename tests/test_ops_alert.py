@@ -113,3 +113,23 @@ def test_bad_usage_exits_2_and_sends_nothing(host, receiver, args):
     assert receiver.requests == [] and host.syslog == []
 
 
+
+
+@pytest.mark.parametrize("damage", ["empty", "blank-line", "directory"])
+def test_a_webhook_file_that_holds_no_url_fails_instead_of_passing_as_none(host, receiver,
+                                                                           damage):
+    """The file exists only when a webhook is configured. Before, an empty or unreadable one
+    counted as "no webhook": exit 0, and the jobs recorded an incident nobody was told about."""
+    hook = host.root / "alert-webhook"
+    hook.unlink()
+    if damage == "directory":
+        hook.mkdir()
+    else:
+        hook.write_text("" if damage == "empty" else "\n")
+    result = host.run("jamjam-alert.sh", "disk", "85% full")
+    assert result.returncode == 1
+    expected = (f"jamjam-alert: cannot read {hook} (run as root; it must be a file)"
+                if damage == "directory" else f"jamjam-alert: {hook} is empty")
+    assert result.stderr.startswith(expected)
+    assert receiver.requests == []
+    assert host.alerts_logged() == ["[production/vps1] ALERT disk: 85% full"]

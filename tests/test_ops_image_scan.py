@@ -77,3 +77,43 @@ def test_a_failed_scan_alerts_instead_of_looking_clean(host, receiver, trivy):
     assert failed == ["[production/vps1] ALERT image-scan-failed: could not scan cloudflare/cloudflared:2025.11.1; see `journalctl -t jamjam-image-scan`."]
 
 
+
+
+def _all_clean(trivy: Path) -> None:
+    for ref in SCANNED:
+        shutil.copy(FIXTURES / "ops_trivy_echo.json", trivy / _report_name(ref))
+
+
+def test_a_damaged_marker_is_repaired_instead_of_failing_every_week(host, receiver, trivy):
+    """Before: a directory as findings.open made every clean week send RESOLVED and then fail
+    on rm. Now it is logged once and removed; with nothing known, nothing is resolved."""
+    _all_clean(trivy)
+    (host.root / "state/findings.open").mkdir(parents=True)
+    first = host.run("image-scan.sh")
+    assert first.returncode == 0, first.stderr
+    assert "findings.open is not a regular file; removed it" in first.stderr
+    second = host.run("image-scan.sh")
+    assert second.returncode == 0 and "findings.open" not in second.stderr
+    assert receiver.requests == []
+
+
+def test_findings_with_a_damaged_marker_alert_and_record_it(host, receiver, trivy):
+    (host.root / "state/findings.open").mkdir(parents=True)
+    assert host.run("image-scan.sh").returncode == 0
+    assert (host.root / "state/findings.open").is_file()
+    _all_clean(trivy)
+    assert host.run("image-scan.sh").returncode == 0
+    assert [c.split()[1] for c in receiver.contents()] == ["ALERT", "RESOLVED"]
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("JAMJAM_SCAN_TOP", "08", "is not a whole number from 1 to 9999; unset it for the default, 5"),
+    ("JAMJAM_SCAN_TOP", "0", "is not a whole number from 1 to 9999; unset it for the default, 5"),
+    ("JAMJAM_SCAN_TIMEOUT", "30m", "is not a whole number of seconds from 1 to 999999; unset it for the default, 1800"),
+])
+def test_a_bad_setting_is_refused_by_its_variable_name(host, receiver, trivy, name, value,
+                                                       expected):
+    result = host.run("image-scan.sh", **{name: value})
+    assert result.returncode == 2
+    assert result.stderr == f"image-scan: {name}={value} {expected}\n"
+    assert not (trivy / "calls").exists() and receiver.requests == []

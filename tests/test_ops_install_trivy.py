@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.ops_helpers import apt, host, receiver  # noqa: F401 (pytest fixtures)
 
 
@@ -28,3 +32,19 @@ def test_install_trivy_is_idempotent(host, apt):
     second = apt.calls()[len(first):]
     assert [c for c in second if c.startswith("apt-get")] == []
     assert len((host.root / "trivy.list").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("which", ["JAMJAM_TRIVY_SOURCES", "JAMJAM_TRIVY_KEYRING"])
+def test_a_directory_in_the_way_fails_the_install(host, apt, which):
+    """Before: the source list or key landed inside the directory, the run passed, and apt
+    then could not find trivy."""
+    host.fake("curl", "gpg")
+    apt.installed("curl", "gnupg")
+    env = {"JAMJAM_TRIVY_KEYRING": str(host.root / "keyrings/trivy.gpg"),
+           "JAMJAM_TRIVY_SOURCES": str(host.root / "trivy.list")}
+    Path(env[which]).mkdir(parents=True)
+    result = host.run("install-trivy.sh", **env)
+    assert result.returncode != 0
+    assert "directory" in result.stderr
+    assert list(Path(env[which]).iterdir()) == []
+    assert not any(c.startswith("apt-get install") for c in apt.calls())

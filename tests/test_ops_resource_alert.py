@@ -104,3 +104,62 @@ def test_a_bad_threshold_is_refused_by_name(host, receiver, resources, name, val
     assert receiver.requests == []
 
 
+
+
+@pytest.mark.parametrize("name,value", [("JAMJAM_DISK_ALERT_PERCENT", "060"),
+                                        ("JAMJAM_MEM_ALERT_PERCENT", "08")])
+def test_a_threshold_with_a_leading_zero_is_refused(host, receiver, resources, name, value):
+    """bash arithmetic would read 060 as octal (an alert at 48%) and die on 08."""
+    result = host.run("resource-alert.sh", **{name: value})
+    assert result.returncode == 2
+    assert result.stderr == f"resource-alert: {name}={value} is not a percentage from 1 to 99 (e.g. 80)\n"
+
+
+def test_a_bad_margin_is_refused_by_name(host, receiver, resources):
+    result = host.run("resource-alert.sh", JAMJAM_RESOLVE_MARGIN="05")
+    assert result.returncode == 2
+    assert "JAMJAM_RESOLVE_MARGIN=05 is not a whole number of percentage points" in result.stderr
+
+
+def test_unreadable_meminfo_numbers_are_refused(host, receiver, disk, resources):
+    disk(100)
+    resources.write_text("MemTotal:       lots kB\nMemAvailable:   some kB\n")
+    result = host.run("resource-alert.sh")
+    assert result.returncode == 2
+    assert f"{resources} has no MemTotal/MemAvailable in kB" in result.stderr
+    assert receiver.requests == []
+
+
+def test_a_damaged_marker_is_repaired_instead_of_failing_every_hour(host, receiver, disk,
+                                                                    resources):
+    """Before: a directory as disk.open made every run send RESOLVED and then fail on rm."""
+    (host.root / "state/disk.open").mkdir(parents=True)
+    disk(500)
+    for _ in range(2):
+        result = host.run("resource-alert.sh")
+        assert result.returncode == 0, result.stderr
+    assert receiver.requests == []
+    assert not (host.root / "state/disk.open").exists()
+    assert result.stderr == "", "the damage is logged once, by the first run"
+
+
+def test_a_damaged_marker_while_over_the_threshold_alerts_again(host, receiver, disk, resources):
+    (host.root / "state/disk.open").mkdir(parents=True)
+    disk(860)
+    result = host.run("resource-alert.sh")
+    assert result.returncode == 0, result.stderr
+    assert "disk.open is not a regular file" in result.stderr
+    assert [c.split()[1:3] for c in receiver.contents()] == [["ALERT", "disk:"]]
+    assert (host.root / "state/disk.open").is_file()
+    assert host.run("resource-alert.sh").returncode == 0
+    assert len(receiver.requests) == 1
+
+
+def test_an_incident_that_cannot_be_recorded_fails_the_run(host, receiver, disk, resources):
+    """Made unwritable with a directory in the way of the marker's temp file."""
+    (host.root / "state/disk.open.tmp").mkdir(parents=True)
+    disk(860)
+    result = host.run("resource-alert.sh")
+    assert result.returncode == 1
+    assert "could not record the incident" in result.stderr
+    assert len(receiver.requests) == 1

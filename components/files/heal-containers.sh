@@ -102,7 +102,7 @@ save() {
   if { printf '%s\n' "$*" >"$tmp"; } 2>/dev/null && sync -- "$tmp" && mv -fT -- "$tmp" "$STATE_DIR/$name"; then
     return 0
   fi
-  rm -f -- "$tmp"
+  rm -f -- "$tmp" 2>/dev/null || true
   log "$name: could not write its state to $STATE_DIR; its back-off and restart count are not kept"
   status=1
   return 1
