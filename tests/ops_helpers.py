@@ -122,15 +122,6 @@ class Host:
         """The message of each jamjam-alert syslog record (the argument after --)."""
         return [argv[argv.index("--") + 1] for argv in self.syslog]
 
-    def set_webhook(self, url: str) -> None:
-        (self.root / "alert-webhook").write_text(url + "\n")
-
-    def webhook_down(self) -> str:
-        """Points the webhook at a port where nothing listens; returns the good URL."""
-        good = (self.root / "alert-webhook").read_text().strip()
-        self.set_webhook(f"http://127.0.0.1:{free_port()}/down")
-        return good
-
     def run(self, script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", str(FILES / script), *args], env={**self.env, **env},
                               capture_output=True, text=True, timeout=30)
