@@ -141,7 +141,7 @@ def machine(host, apt) -> Machine:
     root = host.root / "root"
     for directory in ("etc/apt/apt.conf.d", "etc/systemd/system", "usr/local/sbin", "var/lib"):
         (root / directory).mkdir(parents=True)
-    host.fake("systemctl")
+    host.fake("systemctl", "dpkg")
     host.env.update(JAMJAM_ROOT=str(root), FAKE_ROOT=str(root),
                     FAKE_UU_20=str(DISTRO_20), FAKE_UU_50=str(DISTRO_50),
                     FAKE_SYSTEMCTL_CALLS=str(host.root / "systemctl-calls"))
@@ -226,7 +226,7 @@ def test_a_host_without_the_package_gets_it_and_loses_it_again(machine, producti
     assert machine.file("/var/lib/jamjam/os-updates/unattended-upgrades-before").read_text() == \
         "not-installed\n"
     _destroy(machine, production)
-    assert machine.apt.calls()[-1] == "apt-get purge -y -q unattended-upgrades"
+    assert machine.apt.calls()[-1] == "dpkg --purge unattended-upgrades"
     assert machine.apt.status() == {}
     assert machine.snapshot() == before
 
@@ -240,9 +240,25 @@ def test_a_removed_package_goes_back_to_removed_with_its_settings(machine, produ
     before = machine.snapshot()
     _up(machine, production)
     _destroy(machine, production)
-    assert machine.apt.calls()[-1] == "apt-get remove -y -q unattended-upgrades"
+    assert machine.apt.calls()[-1] == "dpkg --remove unattended-upgrades"
     assert machine.apt.status() == {"unattended-upgrades": "deinstall ok config-files"}
     assert machine.snapshot() == before
+
+
+def test_a_package_something_else_now_needs_is_left_installed(machine, production):
+    """Installed by apply, then another package came to depend on it: apt-get purge -y would
+    have removed that one too. dpkg refuses; the package stays, the rest is undone."""
+    _up(machine, production)
+    machine.apt.installed("needs-unattended-upgrades")
+    (machine.apt.dir / "depends").write_text("needs-unattended-upgrades\tunattended-upgrades\n")
+    result = machine.script("remove")
+    assert result.returncode == 0, result.stderr
+    assert "needs-unattended-upgrades depends on unattended-upgrades" in result.stderr
+    assert "dpkg would not --purge unattended-upgrades (see above); leaving it installed" in result.stderr
+    assert machine.apt.status()["unattended-upgrades"] == "install ok installed"
+    assert machine.apt.status()["needs-unattended-upgrades"] == "install ok installed"
+    assert not machine.file(DROPIN).exists()
+    assert not machine.file("/var/lib/jamjam").exists(), "nothing left to undo later"
 
 
 def test_apply_twice_changes_nothing(machine):

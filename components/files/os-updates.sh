@@ -5,7 +5,8 @@
 #   os-updates.sh apply    makes sure unattended-upgrades is installed, moves its nightly run
 #                          into the window (a systemd drop-in) and tells systemd
 #   os-updates.sh remove   takes the drop-in away, tells systemd, and uninstalls the package
-#                          again if apply was what installed it
+#                          again if apply was what installed it (purged if the host never
+#                          had it, back to "removed, settings kept" if that is how it was)
 #
 # One owner per file. The apt settings (security origins only, the daily switches, reboots)
 # are in /etc/apt/apt.conf.d/52jamjam-unattended-upgrades, which Pulumi writes and deletes; it
@@ -80,7 +81,7 @@ apply() {
     if [[ ! -f $PACKAGE_RECORD ]]; then
       mkdir -p "${PACKAGE_RECORD%/*}"
       printf '%s\n' "$before" >"$PACKAGE_RECORD.tmp"
-      mv -f "$PACKAGE_RECORD.tmp" "$PACKAGE_RECORD"
+      mv -fT -- "$PACKAGE_RECORD.tmp" "$PACKAGE_RECORD"
     fi
     apt-get update -q
     apt-get install -y -q "$PACKAGE"
@@ -90,32 +91,37 @@ apply() {
   tmp="$DROPIN_DIR/.jamjam-os-updates.conf.tmp"
   window >"$tmp"
   chmod 0644 "$tmp"
-  mv -f "$tmp" "$DROPIN"
+  mv -fT -- "$tmp" "$DROPIN"
   # Every time, not only when the drop-in changed: a run that died before this line would
   # otherwise leave systemd on the old schedule for good.
   reload_timer
 }
 
 remove() {
-  local before
+  local before undo
   rm -f -- "$DROPIN" "$DROPIN_DIR/.jamjam-os-updates.conf.tmp"
   # The directory only if nothing else (an operator's own drop-in) is in it.
   rmdir -- "$DROPIN_DIR" 2>/dev/null || true
   reload_timer
   if [[ -f $PACKAGE_RECORD ]]; then
     read -r before <"$PACKAGE_RECORD" || before=""
+    # dpkg, not apt-get: apt-get -y would also remove whatever has come to depend on the
+    # package since; dpkg refuses, and then the package stays.
     case $before in
-      not-installed)
-        # purge, not remove: the package's maintainer scripts wrote 20auto-upgrades and
-        # 50unattended-upgrades, which a host without the package did not have.
-        apt-get purge -y -q "$PACKAGE" ;;
-      config-files)
-        # Back to "removed, settings kept": purging would delete settings that were there.
-        apt-get remove -y -q "$PACKAGE" ;;
-      *)
-        log "$PACKAGE_RECORD holds ${before@Q}, not not-installed or config-files; leaving $PACKAGE installed"
-        ;;
+      # Purged: its install wrote 20auto-upgrades and 50unattended-upgrades, which a host
+      # without the package did not have.
+      not-installed) undo=--purge ;;
+      # Purging would delete settings that were there before.
+      config-files) undo=--remove ;;
+      *) undo="" ;;
     esac
+    if [[ -z $undo ]]; then
+      log "$PACKAGE_RECORD holds ${before@Q}, not not-installed or config-files; leaving $PACKAGE installed"
+    elif [[ $(package_state) != installed ]]; then
+      : # uninstalled by hand meanwhile
+    elif ! dpkg "$undo" "$PACKAGE"; then
+      log "dpkg would not $undo $PACKAGE (see above); leaving it installed"
+    fi
     rm -f -- "$PACKAGE_RECORD"
     # The record's directory, and /var/lib/jamjam if no other job keeps state there.
     rmdir -- "${PACKAGE_RECORD%/*}" "${PACKAGE_RECORD%/*/*}" 2>/dev/null || true
