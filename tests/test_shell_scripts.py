@@ -33,7 +33,7 @@ def test_there_are_shipped_scripts():
 def test_fake_tools_are_executable_shell():
     """tests/ops_helpers.py puts them on PATH as they are; a Python or mode-less fake would run
     unlinted or not at all."""
-    assert {"docker", "trivy", "apt-get", "dpkg-query", "systemctl", "logger"} <= \
+    assert {"docker", "trivy", "apt-get", "dpkg", "dpkg-query", "systemctl", "logger"} <= \
         {p.name for p in FAKES}
     for path in FAKES:
         assert os.access(path, os.X_OK), f"{path} is not executable"
