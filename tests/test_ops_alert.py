@@ -128,7 +128,7 @@ def test_a_webhook_file_that_holds_no_url_fails_instead_of_passing_as_none(host,
         hook.write_text("" if damage == "empty" else "\n")
     result = host.run("jamjam-alert.sh", "disk", "85% full")
     assert result.returncode == 1
-    expected = (f"jamjam-alert: cannot read {hook} (run as root; it must be a file)"
+    expected = (f"jamjam-alert: cannot read {hook} (run as root; it must be a readable file)"
                 if damage == "directory" else f"jamjam-alert: {hook} is empty")
     assert result.stderr.startswith(expected)
     assert receiver.requests == []

@@ -84,14 +84,15 @@ fi
 # The file is only written when a webhook is configured: one that cannot be used is a broken
 # configuration, reported as a failure (callers send again next run), never taken for "none".
 url=""
-if [[ -f $WEBHOOK_FILE ]] && url=$(head -n 1 -- "$WEBHOOK_FILE" 2>/dev/null); then
+# Not only regular files: CI hands the URL over on a pipe (/dev/fd/N) so it never touches disk.
+if [[ ! -d $WEBHOOK_FILE ]] && url=$(head -n 1 -- "$WEBHOOK_FILE" 2>/dev/null); then
   url="${url%$'\r'}"
   if [[ -z $url ]]; then
     echo "jamjam-alert: $WEBHOOK_FILE is empty; alert $key went to the system log only (set jamjam:alertWebhookUrl and run pulumi up)" >&2
     exit 1
   fi
 else
-  echo "jamjam-alert: cannot read $WEBHOOK_FILE (run as root; it must be a file); alert $key went to the system log only" >&2
+  echo "jamjam-alert: cannot read $WEBHOOK_FILE (run as root; it must be a readable file); alert $key went to the system log only" >&2
   exit 1
 fi
 # Checked before use so that a quote cannot end curl's config string early; the URL itself is
