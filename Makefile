@@ -39,3 +39,7 @@ bench: $(VENV)/.requirements-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The component library is installed from this checkout (`-e .` in requirements.txt): a change
+# to its packaging reinstalls it. (A rule of its own, so the setup recipe above stays as is.)
+$(VENV)/.requirements: pyproject.toml

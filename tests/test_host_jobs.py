@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.scheduled_job import cron_entry
+from jamjam_infra.scheduled_job import cron_entry
 from tools.render import RenderedStack, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +189,10 @@ def test_external_check_is_off_by_default_and_targets_the_signaling_host(product
     (check,) = stack.of_type("cloudflare:index/healthcheck:Healthcheck")
     assert check.inputs["address"] == "signaling-jamjam.koeda.me"
     assert check.inputs["type"] == "HTTPS"
+    assert check.inputs["name"] == "jamjam-production-signaling"
+    assert check.inputs["httpConfig"]["path"] == "/"
+    # Any answer from signaling proves tunnel and origin are up; down is Cloudflare's 5xx.
+    assert check.inputs["httpConfig"]["expectedCodes"] == ["2xx", "3xx", "4xx"]
 
 
 # --- the cron mechanism ------------------------------------------------------------------
