@@ -14,13 +14,13 @@ from typing import Callable
 
 import pulumi
 import pytest
-from pulumi.runtime import settings as runtime_settings
 
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
 from jamjam_infra.host import Host, HostArgs, MovedFrom, SshArgs
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
+from tools import _pulumi_compat as compat
 from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
 
 CONTAINER = "docker:index/container:Container"
@@ -62,7 +62,7 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     monitor = _Monitor(mocks)
     RETAINED.clear()
     ALIASES.clear()
-    runtime_settings.set_root_resource(None)
+    compat.reset_root_resource()
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="library", stack=stack, preview=False,
                              monitor=monitor)
