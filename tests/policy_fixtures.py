@@ -24,7 +24,7 @@ from pulumi_policy import (  # noqa: E402
     PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs,
     StackValidationArgs,
 )
-from pulumi_policy.deserialize import deserialize_properties  # noqa: E402
+from jamjam_policies._compat import deserialize_properties  # noqa: E402
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy  # noqa: E402
 
 from tools.render import EXAMPLE_COMMON, SECRET_SIG, SECRET_VALUE  # noqa: E402
@@ -171,8 +171,9 @@ def changed(base: Mapping[str, Any], path: str, value: Any = ...) -> dict[str, A
 
 
 def analyzer_props(inputs: Mapping[str, Any]) -> Any:
-    """Inputs as the analyzer's Analyze hands them to a policy: through a protobuf Struct
-    (numbers become floats), deserialized (secrets unwrapped), behind the unknown proxy."""
+    """Inputs as the pack's analyzer hands them to a policy: through a protobuf Struct
+    (numbers become floats), deserialized by the pack's compat (secret strings marked, still
+    strings), behind the unknown proxy."""
     struct = struct_pb2.Struct()
     struct.update(dict(inputs))
     return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct)))

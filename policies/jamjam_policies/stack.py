@@ -11,29 +11,17 @@ wins when present.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import pulumi
 from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs, \
     StackValidationPolicy
 
 from ._exposure import REMOTE_COMMAND
 from ._props import is_unknown, props_of
-from .config import LOG_ARCHIVE, schema, settings
+from .config import LOG_ARCHIVE, schema, settings, stack_name
 
 R2_BUCKET = "cloudflare:index/r2Bucket:R2Bucket"
 _SCHEMA = schema(LOG_ARCHIVE)
-
-
-def stack_name(config: dict[str, Any]) -> str | None:
-    if config.get("stack"):
-        return str(config["stack"])
-    try:
-        name = pulumi.get_stack()
-    except Exception:  # noqa: BLE001 (an unconfigured runtime raises differently across SDKs)
-        name = None
-    return name or os.environ.get("PULUMI_STACK") or None
 
 
 def _archive(args: StackValidationArgs, config: dict[str, Any]) -> tuple[list, list]:
