@@ -12,9 +12,10 @@ The contract the component library meets (and any other program can):
    (tmpfs holds nothing to back up).
 3. It is **covered** when it carries the docker label ``jamjam.backup`` (config ``backupLabel``)
    whose value names its backup job, and the stack declares that job's cron file: a
-   ``command:remote:Command`` whose ``create`` or ``stdin`` contains the job name (as a whole
-   name: ``db-backup`` is not found in ``db-backup-drill``) and is a cron file (mentions
-   ``cron``, like ``/etc/cron.d/...``, or holds a five-field schedule line).
+   ``command:remote:Command`` whose ``create`` or ``stdin`` contains the job name and is a cron
+   file (mentions ``cron``, like ``/etc/cron.d/...``, or holds a five-field schedule line). One
+   job with several schedules (``db-backup-daily``, ``db-backup-6h``) is covered by any of its
+   cron files, since each contains the name.
 
 Unknown at preview fails: a label, or the labels, unknown; a job whose cron file can't be read.
 """
@@ -96,10 +97,6 @@ def _cron_text(resource: PolicyResource) -> tuple[str, bool]:
     return "\n".join(texts), unknown
 
 
-def _names(text: str, job: str) -> bool:
-    return re.search(rf"(?<![A-Za-z0-9]){re.escape(job)}(?![A-Za-z0-9_-])", text) is not None
-
-
 def _is_cron_file(text: str) -> bool:
     return "cron" in text.lower() or _CRON_LINE.search(text) is not None
 
@@ -149,7 +146,7 @@ def _database_volumes_backed_up(args: StackValidationArgs, report: ReportViolati
             report(f"{name} {why} with a data volume, and its {label_key} label is unknown at "
                    f"preview or empty. {fix}", resource.urn)
             continue
-        if any(_names(text, job) and _is_cron_file(text) for text, _ in commands):
+        if any(job in text and _is_cron_file(text) for text, _ in commands):
             continue
         unreadable = sum(1 for _, unknown in commands if unknown)
         hint = (f" ({unreadable} command:remote:Command resources have a create or stdin "

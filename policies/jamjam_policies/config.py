@@ -214,17 +214,21 @@ def validate_pack_config(config: Any, policies: Iterable[Any]) -> None:
         if key != "all" and key not in by_name:
             raise PolicyConfigError(f"policy config key {key!r} names no policy of this pack"
                                     f"{_closest(key, by_name)} (README, \"Policy pack\", lists them)")
-        level = entry.get("enforcementLevel") if isinstance(entry, Mapping) else entry
-        if isinstance(entry, Mapping) and "enforcementLevel" not in entry:
-            level = None
+        if not isinstance(entry, (str, Mapping)):
+            raise PolicyConfigError(f"policy config {key} must be a level (\"advisory\") or an "
+                                    f"object of settings, got {entry!r}")
+        level = entry if isinstance(entry, str) else entry.get("enforcementLevel")
         if level is not None and level not in LEVELS:
             raise PolicyConfigError(f"policy config {key}: enforcement level {level!r} is not one "
                                     f"of {', '.join(LEVELS)}")
         if isinstance(entry, str):
             continue
-        if not isinstance(entry, Mapping) or key == "all":
-            raise PolicyConfigError(f"policy config {key} must be a level (\"advisory\") or an "
-                                    f"object of settings, got {entry!r}")
+        if key == "all":
+            extra = sorted(set(entry) - {"enforcementLevel"})
+            if extra:
+                raise PolicyConfigError(f"policy config all.{extra[0]}: \"all\" takes only "
+                                        "enforcementLevel; put settings under the policy's name")
+            continue
         policy_schema = by_name[key].config_schema
         properties = dict(policy_schema.properties) if policy_schema else {}
         for setting in entry:
