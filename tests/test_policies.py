@@ -646,6 +646,14 @@ def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
             properties=_struct({"publicPorts": ["22/tcp", "5000/udp", "443/tcp"]}))}), timeout=30)
     try:
         assert list(analyzer.Analyze(opened, timeout=30).diagnostics) == []
+        # Per stack: the pack runs for production (PULUMI_STACK), so only that override counts.
+        for stack, expected in (("production", []), ("test", ["public-ports-allowlisted"])):
+            analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
+                "public-ports-allowlisted": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.MANDATORY,
+                    properties=_struct({"stackPublicPorts": {
+                        stack: ["22/tcp", "5000/udp", "443/tcp"]}}))}), timeout=30)
+            assert [d.policyName for d in analyzer.Analyze(opened, timeout=30).diagnostics] == expected
     finally:
         analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(), timeout=30)
 

@@ -35,8 +35,11 @@ from .config import BACKUPS, schema, settings
 
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 _SCHEMA = schema(BACKUPS)
-_CRON_LINE = re.compile(r"^\s*(?:@\w+|(?:[\d*/,A-Za-z-]+\s+){4}[\d*/,A-Za-z-]+)\s+\S",
-                        re.MULTILINE)
+_NUMERIC = r"[\d*/,-]+"
+_NAMED = r"(?:[\d*/,-]+|[A-Za-z]{3}(?:[,-][A-Za-z]{3})*)"  # month and weekday may be names
+_CRON_LINE = re.compile(
+    rf"^\s*(?:@(?:reboot|yearly|annually|monthly|weekly|daily|midnight|hourly)|"
+    rf"{_NUMERIC}\s+{_NUMERIC}\s+{_NUMERIC}\s+{_NAMED}\s+{_NAMED})\s+\S", re.MULTILINE)
 
 
 def image_is_database(image: Any, names: list[str]) -> bool:
