@@ -36,7 +36,6 @@ from pulumi_policy import (  # noqa: E402
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
 
-from tools.render import is_secret  # noqa: E402
 
 LEVELS = ("mandatory", "advisory")
 
@@ -51,10 +50,9 @@ class Violation:
 
 
 def _struct_form(value: Any) -> Any:
-    """What a protobuf Struct keeps of ``value``: numbers as floats, tuples as lists."""
+    """What a protobuf Struct keeps of ``value``: numbers as floats, tuples as lists (secrets
+    stay wrapped in the engine's signature, which tools.render writes and the compat reads)."""
     if isinstance(value, Mapping):
-        if is_secret(value):
-            return {k: (_struct_form(v) if k == "value" else v) for k, v in value.items()}
         return {str(k): _struct_form(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_struct_form(v) for v in value]
