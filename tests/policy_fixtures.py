@@ -84,11 +84,15 @@ def _container(name: str, role: str, **extra: Any) -> dict[str, Any]:
                         "timeout": "3s", "retries": 3, "startPeriod": "5s"},
         "networksAdvanced": [{"name": "jamjam", "aliases": []}],
         "labels": [{"label": "jamjam.role", "value": role}],
-        # What the component library sets on every container (the hardening rules' baseline).
+        # Hardening (policies/jamjam_policies/hardening.py); the pids limit is a command below.
         "capabilities": {"drops": ["ALL"]},
         "securityOpts": ["no-new-privileges:true"],
         "memory": 512,
+        "memorySwap": 512,
         "init": True,
+        "readOnly": True,
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},
+        "user": "65532:65532",
         **extra,
     }
 
@@ -115,6 +119,14 @@ SIGNALING = _container(
     envs=["RUST_LOG=info"],
 )
 REMOTE_IMAGE_BASE = {"name": "cloudflare/cloudflared:2025.11.1", "keepLocally": True}
+
+
+def pids_limit(container: str, limit: int = 512) -> dict[str, Any]:
+    """The command the library declares next to each container (pulumi-docker has no pids-limit)."""
+    return {"connection": {"host": "203.0.113.10", "user": "jamjam", "port": 22,
+                           "privateKey": secret("not-a-real-ssh-key")},
+            "create": f"sudo -n docker update --pids-limit {limit} {container}",
+            "triggers": ["container-id"]}
 FIREWALL_CMD = "sudo -n bash -s -- apply --ssh-port 22 --allow 5000/udp"
 FIREWALL = {
     "connection": {"host": "203.0.113.10", "user": "jamjam", "port": 22,
@@ -157,6 +169,9 @@ BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "jamjam-signaling": (CONTAINER, SIGNALING),
     "cloudflared-image": (REMOTE_IMAGE, REMOTE_IMAGE_BASE),
     "vps-firewall": (COMMAND, FIREWALL),
+    "jamjam-echo-pids-limit": (COMMAND, pids_limit("jamjam-echo")),
+    "jamjam-cloudflared-pids-limit": (COMMAND, pids_limit("jamjam-cloudflared")),
+    "jamjam-signaling-pids-limit": (COMMAND, pids_limit("jamjam-signaling")),
     "logs-upload-cron": (COMMAND, UPLOAD_CRON),
     "signaling-dns": (DNS_RECORD, DNS),
     "signaling-config": (TUNNEL_CONFIG, TUNNEL_CONFIG_BASE),
@@ -335,7 +350,15 @@ def _pg_env(db: str, user: str) -> list[Any]:
 
 PG_HEALTH = ["CMD", "pg_isready", "-U", "app"]
 
-WORKSPACE_BACKEND: list[Res] = [
+
+def _with_pids_limits(resources: list[Res]) -> list[Res]:
+    """The stack plus the pids-limit command the library declares next to each container."""
+    limits = [(COMMAND, f"{name}-pids-limit", pids_limit(inputs["name"]))
+              for type_, name, inputs, *_ in resources if type_ == CONTAINER]
+    return [*resources, *limits]
+
+
+WORKSPACE_BACKEND: list[Res] = _with_pids_limits([
     (CONTAINER, "work-tracker", app(
         "work-tracker", "ghcr.io/example/work-tracker:1.4.2",
         envs=["ENV=production", "PORT=8000",
@@ -359,9 +382,9 @@ WORKSPACE_BACKEND: list[Res] = [
      cron_file("workspace-db-restore-drill", "0 4 1 * *", "pg-restore-drill.sh")),
     (R2_BUCKET, "backups-bucket", {"accountId": ACCOUNT, "name": "workspace-backend-backups"}),
     (API_TOKEN, "backups-token", bucket_token("workspace-backend-backups")),
-]
+])
 
-R_STREAM: list[Res] = [
+R_STREAM: list[Res] = _with_pids_limits([
     (CONTAINER, "rstream-server", app(
         "rstream-server", "ghcr.io/example/rstream-server:2.3.0",
         envs=["NODE_ENV=production", "PORT=3000",
@@ -389,11 +412,11 @@ R_STREAM: list[Res] = [
      cron_file("rstream-recordings-sync", "45 * * * *", "sync-dir-to-r2.sh")),
     (R2_BUCKET, "backups-bucket", {"accountId": ACCOUNT, "name": "rstream-backups"}),
     (API_TOKEN, "backups-token", bucket_token("rstream-backups")),
-]
+])
 
 _RAILS_ENV = ["RAILS_ENV=production", secret("RAILS_MASTER_KEY=from-config"),
               secret("DATABASE_URL=postgis://shiojiri:generated@shiojiri-db:5432/shiojiri")]
-SHIOJIRI: list[Res] = [
+SHIOJIRI: list[Res] = _with_pids_limits([
     (CONTAINER, "shiojiri-api", app(
         "shiojiri-api", "ghcr.io/example/shiojiri-api:3.1.0", envs=_RAILS_ENV,
         health=["CMD", "curl", "-fsS", "http://127.0.0.1:3000/up"])),
@@ -422,10 +445,10 @@ SHIOJIRI: list[Res] = [
     (R2_BUCKET, "images-bucket", {"accountId": ACCOUNT, "name": "shiojiri-images"}),
     (R2_BUCKET, "backups-bucket", {"accountId": ACCOUNT, "name": "shiojiri-backups"}),
     (API_TOKEN, "backups-token", bucket_token("shiojiri-backups")),
-]
+])
 
 DB_IMAGE_ID = "sha256:" + "5e" * 32
-THINKRING: list[Res] = [
+THINKRING: list[Res] = _with_pids_limits([
     (CONTAINER, "frontend", app(
         "thinkring-frontend", "ghcr.io/example/thinkring-frontend:1.0.3", envs=["NODE_ENV=production"],
         health=["CMD", "wget", "-qO-", "http://127.0.0.1:3000/"])),
@@ -456,7 +479,7 @@ THINKRING: list[Res] = [
     }),
     (R2_BUCKET, "backups-bucket", {"accountId": ACCOUNT, "name": "thinkring-backups"}),
     (API_TOKEN, "backups-token", bucket_token("thinkring-backups")),
-]
+])
 
 JAMJAM: list[Res] = [(type_, name, inputs) for name, (type_, inputs) in BASELINES.items()]
 
