@@ -677,6 +677,29 @@ def test_the_running_pack_sees_which_env_values_are_secrets(analyzer):
     assert "unknown at preview and not a Pulumi secret" in unknown.message
 
 
+def test_the_running_pack_reads_a_database_image_through_its_dependencies(analyzer):
+    """The engine sends each resource's dependencies: a container that runs an image id is
+    known to be postgres by the RemoteImage it depends on."""
+    from pulumi.runtime.proto import analyzer_pb2
+    from tests.policy_fixtures import THINKRING, changed as change
+
+    def stack(db_labels):
+        resources = []
+        for type_, name, inputs, *depends in THINKRING:
+            if name == "db":
+                inputs = change(change(inputs, "labels", db_labels), "volumes.0.containerPath", "/pg")
+            resources.append(analyzer_pb2.AnalyzerResource(
+                type=type_, name=name, urn=f"urn:x::{name}", properties=_struct(inputs),
+                dependencies=[f"urn:x::{d}" for d in (depends[0] if depends else ())]))
+        found = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=30)
+        return [d for d in found.diagnostics if d.policyName == "database-volumes-backed-up"]
+
+    labelled = [{"label": "jamjam.backup", "value": "thinkring-db-backup"}]
+    assert stack(labelled) == []
+    [unlabelled] = stack([])
+    assert "runs a database image" in unlabelled.message and unlabelled.urn == "urn:x::db"
+
+
 def test_the_running_pack_knows_its_stack_from_the_cli(analyzer):
     from pulumi.runtime.proto import analyzer_pb2
     resources = [analyzer_pb2.AnalyzerResource(type=t, name=n, urn=f"urn:x::{n}", properties=_struct(i))
