@@ -54,8 +54,9 @@ def _collect() -> list:
         for policy in module.POLICIES:
             where = module.__name__.rsplit(".", 1)[1]
             if policy.name in found:
-                raise ImportError(f"policy {policy.name!r} is defined in both {found[policy.name]}.py "
-                                  f"and {where}.py; policy names must be unique.")
+                raise ImportError(f"policy {policy.name!r} is defined in both "
+                                  f"{found[policy.name]}.py and {where}.py; policy names must "
+                                  "be unique.")
             found[policy.name] = where
             policies.append(policy)
     return policies

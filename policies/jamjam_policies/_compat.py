@@ -52,7 +52,8 @@ def _keep(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get(_deserialize.SPECIAL_SIG_KEY) == _deserialize.SPECIAL_SECRET_SIG:
             if "value" not in value:
-                raise AssertionError("Invalid secret encountered when unmarshaling resource property")
+                raise AssertionError("Invalid secret encountered when unmarshaling resource "
+                                     "property")
             return _mark(_keep(value["value"]))
         if _deserialize.SPECIAL_SIG_KEY in value:
             # Assets and archives: the SDK's own handling (no secret can hide in one).
@@ -83,7 +84,8 @@ def install() -> None:
         return
     if current is not _ORIGINAL:
         raise RuntimeError(
-            "pulumi_policy.policy no longer calls pulumi_policy.deserialize.deserialize_properties; "
+            "pulumi_policy.policy no longer calls "
+            "pulumi_policy.deserialize.deserialize_properties; "
             "policies/jamjam_policies/_compat.py must be updated for this pulumi-policy version, "
             "or rules cannot tell Pulumi secrets from plaintext.")
     _policy_module.deserialize_properties = deserialize_properties

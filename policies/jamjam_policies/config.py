@@ -213,7 +213,8 @@ def validate_pack_config(config: Any, policies: Iterable[Any]) -> None:
     for key, entry in config.items():
         if key != "all" and key not in by_name:
             raise PolicyConfigError(f"policy config key {key!r} names no policy of this pack"
-                                    f"{_closest(key, by_name)} (README, \"Policy pack\", lists them)")
+                                    f"{_closest(key, by_name)} (README, \"Policy pack\", "
+                                    "lists them)")
         if not isinstance(entry, (str, Mapping)):
             raise PolicyConfigError(f"policy config {key} must be a level (\"advisory\") or an "
                                     f"object of settings, got {entry!r}")
@@ -234,8 +235,9 @@ def validate_pack_config(config: Any, policies: Iterable[Any]) -> None:
         for setting in entry:
             if setting != "enforcementLevel" and setting not in properties:
                 known = ", ".join(properties) or "none"
-                raise PolicyConfigError(f"policy config {key}.{setting} is not a setting of this "
-                                        f"policy{_closest(setting, properties)} (settings: {known})")
+                raise PolicyConfigError(f"policy config {key}.{setting} is not a setting of "
+                                        f"this policy{_closest(setting, properties)} "
+                                        f"(settings: {known})")
         document = {"type": "object", "properties": properties}
         error = jsonschema.exceptions.best_match(
             jsonschema.Draft7Validator(document).iter_errors(
