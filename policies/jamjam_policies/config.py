@@ -70,8 +70,9 @@ SECRET_ENV: dict[str, Any] = {
     "secretNameMarkers": {
         "type": "array", "items": {"type": "string", "minLength": 1},
         "default": ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"],
-        "description": "An env var whose name contains one of these words (between _ - . or "
-                       "the ends; PASSWORD, SECRET, TOKEN anywhere) holds a secret.",
+        "description": "An env var holds a secret when a part of its name (split on _ - .) "
+                       "contains one of these; a marker of three letters or fewer (KEY) must "
+                       "end the part (API_KEY, APIKEY; not KEYCLOAK).",
     },
     "plaintextNames": {
         "type": "array", "items": {"type": "string"}, "default": [],
