@@ -217,8 +217,8 @@ def _options() -> PolicyResourceOptions:
     return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 
 
-def urn(type_: str, name: str, stack: str = "production") -> str:
-    return f"urn:pulumi:{stack}::jamjam::{type_}::{name}"
+def urn(type_: str, name: str, stack: str = "production", project: str = "jamjam") -> str:
+    return f"urn:pulumi:{stack}::{project}::{type_}::{name}"
 
 
 def violations(policy_name: str, type_: str, inputs: Mapping[str, Any], name: str = "res",
@@ -236,10 +236,11 @@ Res = tuple  # (type, name, inputs) or (type, name, inputs, names of resources i
 
 def stack_violations(policy_name: str, resources: list[Res],
                      config: Mapping[str, Any] | None = None,
-                     stack: str = "production") -> list[tuple[str, str | None]]:
+                     stack: str = "production", project: str = "jamjam") -> list[tuple[str, str | None]]:
     """(message, urn) pairs a StackValidationPolicy reports for (type, name, inputs[, depends])
     resources, with dependencies linked the way the analyzer links them."""
-    items = {res[1]: PolicyResource(res[0], analyzer_props(res[2]), urn(res[0], res[1], stack),
+    items = {res[1]: PolicyResource(res[0], analyzer_props(res[2]),
+                                    urn(res[0], res[1], stack, project),
                                     res[1], _options(), None, None, [], {})
              for res in resources}
     for res in resources:
@@ -483,17 +484,15 @@ THINKRING: list[Res] = _with_pids_limits([
 
 JAMJAM: list[Res] = [(type_, name, inputs) for name, (type_, inputs) in BASELINES.items()]
 
-# Projects without jamjam's log archive say so in their pack config.
-NO_LOG_ARCHIVE = {"production-has-log-archive": {"productionStacks": []}}
-
 SYSTEMS: dict[str, tuple[list[Res], dict[str, Any]]] = {
     "jamjam": (JAMJAM, {}),
-    "workspace-backend": (WORKSPACE_BACKEND, NO_LOG_ARCHIVE),
-    "r-stream": (R_STREAM, NO_LOG_ARCHIVE),
-    "shiojiri-rainbow-seeker": (SHIOJIRI, NO_LOG_ARCHIVE),
-    "thinkring": (THINKRING, NO_LOG_ARCHIVE),
+    "workspace-backend": (WORKSPACE_BACKEND, {}),
+    "r-stream": (R_STREAM, {}),
+    "shiojiri-rainbow-seeker": (SHIOJIRI, {}),
+    "thinkring": (THINKRING, {}),
 }
-"""System -> (its compliant production stack, the pack config its project uses)."""
+"""System (its Pulumi project name) -> (its compliant production stack, the pack config its
+project uses: none, the defaults fit every system)."""
 
 
 def offline_resources(resources: list[Res], stack: str = "production",

@@ -22,7 +22,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationArgs, \
+    StackValidationPolicy
 
 from tests.policy_fixtures import (
     ACCOUNT, API_TOKEN, BASELINES, CLOUDFLARED, COMMAND, CONTAINER, CUSTOM_DOMAIN, DNS, DNS_RECORD,
@@ -382,6 +383,36 @@ def test_a_test_stack_needs_no_archive_and_is_told_when_it_has_one():
     found = stack_violations("log-archive-only-on-production", ARCHIVE, {"stack": "test"})
     assert [urn.rsplit("::", 1)[1] for _, urn in found] == ["logs-bucket", "logs-upload-cron"]
     assert "Turn the log archive off for this stack." in found[0][0]
+
+
+def test_the_archive_is_required_of_jamjam_only():
+    # A sibling project on the library keeps no archive and needs no config to say so.
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:], {"stack": "production"},
+                            project="thinkring") == []
+    assert stack_violations("log-archive-only-on-production", ARCHIVE, {"stack": "test"},
+                            project="thinkring") == []
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:], {
+        "stack": "production", "archiveProjects": ["jamjam", "thinkring"]}, project="thinkring")
+
+
+def test_the_project_comes_from_the_runtime_when_urns_do_not_say(monkeypatch):
+    import pulumi
+    from pulumi_policy import PolicyResource
+    from tests.policy_fixtures import _options, policy
+    resources = [PolicyResource(COMMAND, analyzer_props(FIREWALL), "urn:x::vps-firewall",
+                                "vps-firewall", _options(), None, None, [], {})]
+
+    def found():
+        reported = []
+        policy("production-has-log-archive").validate(
+            StackValidationArgs(resources, {"stack": "production"}),
+            lambda message, urn=None: reported.append(message))
+        return reported
+
+    monkeypatch.setattr(pulumi, "get_project", lambda: "workspace-backend")
+    assert found() == []
+    monkeypatch.setattr(pulumi, "get_project", lambda: "jamjam")
+    assert len(found()) == 2
 
 
 def test_stack_name_comes_from_the_pulumi_runtime(monkeypatch):

@@ -116,6 +116,11 @@ LOG_ARCHIVE: dict[str, Any] = {
         "type": "array", "items": {"type": "string"}, "default": ["production"],
         "description": "Stacks that must archive their logs.",
     },
+    "archiveProjects": {
+        "type": "array", "items": {"type": "string"}, "default": ["jamjam"],
+        "description": "Projects that keep a log archive (jamjam's SPEC.md requires one); other "
+                       "projects' stacks are not checked for it.",
+    },
     **STACK,
 }
 
