@@ -156,6 +156,15 @@ def test_the_reader_follows_quotes_substitutions_and_wrappers():
     assert stdin_use("echo 'bash -s' > /dev/null") is None, "quoted text is not a command"
     assert stdin_use("sudo -e /etc/jamjam/x") is not None, "an unknown sudo mode fails closed"
     assert stdin_use("bash -c 'unbalanced") is not None
+    # The shell's own rules, where a naive reader would miss a command:
+    assert stdin_use("sudo -n tee /etc/jamjam/x#; bash -s") is not None, "# inside a word"
+    assert stdin_use("echo '#' ; bash -s") is not None, "a quoted #"
+    assert stdin_use("sudo -n tee /etc/jamjam/x  # bash -s") is None, "a real comment"
+    assert stdin_use("install -m 0644 /dev/stdin \\\n  /etc/cron.d/x") is not None
+    assert stdin_use("bash <&0") is not None and stdin_use("bash < /dev/stdin") is not None
+    assert stdin_use("bash -euo pipefail -c 'tee /etc/jamjam/x >/dev/null'") is None
+    assert stdin_use("install -m 0644 /dev/stdin /etc/jamjam/x && "
+                     "ln -s /etc/jamjam/x /usr/local/bin/") is not None, "into a directory"
 
 
 # --- whole programs at a first preview ----------------------------------------------------

@@ -425,7 +425,8 @@ def executed_place(path: str) -> str | None:
     for pattern, reason in _EXECUTED_NAMES:
         if pattern.match(path):
             return reason
-    if _EXECUTABLE_DIRS & set(path.split("/")[:-1]):
+    # Every component, the last too: a copy into a directory lands inside it.
+    if _EXECUTABLE_DIRS & set(path.split("/")):
         return "it is in a directory of executables"
     return None
 
@@ -440,10 +441,12 @@ def _mode_executable(mode: str) -> bool:
 
 
 def _extract_substitutions(text: str) -> tuple[str, list[str]]:
-    """``text`` with each ``$(...)`` replaced by a placeholder word, and the inner scripts.
+    """``text`` with each ``$(...)`` replaced by a placeholder word, and the inner scripts;
+    comments and line continuations removed as the shell removes them.
 
     Single quotes keep ``$(`` literal, as in the shell; backquotes, ``$((``, process
-    substitution and here-documents are not followed."""
+    substitution and here-documents are not followed. Comments are cut here, not by shlex:
+    shlex would also cut at a ``#`` inside a word (``x#; bash -s``), where the shell does not."""
     out: list[str] = []
     subs: list[str] = []
     quote: str | None = None
@@ -456,8 +459,15 @@ def _extract_substitutions(text: str) -> tuple[str, list[str]]:
             i += 1
             continue
         if c == "\\":
+            if text.startswith("\n", i + 1):
+                i += 2  # a line continuation joins the lines
+                continue
             out.append(text[i:i + 2])
             i += 2
+            continue
+        if quote is None and c == "#" and (not out or out[-1] in " \t\n;&|()<>"):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
             continue
         if c == "`":
             raise _Unreadable("a backquoted command substitution")
@@ -514,6 +524,7 @@ def _simple_commands(text: str) -> tuple[list[list[_Simple]], list[str]]:
     lexer = shlex.shlex(text, posix=True, punctuation_chars=_PUNCT)
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True
+    lexer.commenters = ""
     try:
         raw = list(lexer)
     except ValueError as err:
@@ -585,10 +596,11 @@ class _StdinReader:
             taint = False
             for position, command in enumerate(pipeline):
                 sees = gets_stdin if position == 0 else taint
-                if any(op in ("<", "<>", "<&") for op, _ in command.redirects):
-                    sources = [target for op, target in command.redirects if op in ("<", "<>")]
-                    sees = any(self._path(t) in self.written or self._path(t) is None
-                               for t in sources)
+                sources = [target for op, target in command.redirects if op in ("<", "<>")]
+                if sources and not any(op == "<&" for op, _ in command.redirects):
+                    # From a file instead: stdin still, if that file is stdin or holds it.
+                    sees = any(t in _STDIN_PATHS or self._path(t) in self.written
+                               or self._path(t) is None for t in sources)
                 why, taint = self._command(command, sees, subs, depth)
                 if why:
                     return why
@@ -721,11 +733,13 @@ class _StdinReader:
             elif word == "--":
                 operands = args[index + 1:]
                 break
-            elif word in ("-o", "+o", "--rcfile", "--init-file", "-O", "+O"):
+            elif word in ("--rcfile", "--init-file"):
                 index += 1
             elif re.fullmatch(r"[-+][a-zA-Z]+", word):
                 script_mode |= "c" in word
                 stdin_mode |= "s" in word and word.startswith("-")
+                if word[-1] in "oO":
+                    index += 1  # `-euo pipefail`: the option's name follows
             elif word.startswith("--"):
                 pass
             else:
