@@ -152,7 +152,10 @@ def test_the_reader_follows_quotes_substitutions_and_wrappers():
     assert stdin_use("sudo -n -u root env A=1 nice -n 5 bash -s") is not None
     assert stdin_use("sudo -n --preserve-env bash -c 'set -e; tee /etc/jamjam/x >/dev/null'") is None
     assert stdin_use("sudo -n bash -c 'tee \"$(mktemp /etc/cron.d/x.XXXX)\"'") is not None
-    assert stdin_use("f=$(mktemp -p /tmp); tee \"$f\" >/dev/null; bash \"$f\"") is not None
+    assert stdin_use("f=$(mktemp); tee \"$f\" >/dev/null; bash \"$f\"") is not None
+    assert stdin_use("f=$(mktemp); tee \"$f\" >/dev/null; docker run --env-file \"$f\" i:1") is None
+    assert stdin_use("f=$(mktemp --tmpdir=/etc/cron.d); tee \"$f\"") is not None
+    assert stdin_use("f=$(mktemp -d); tee \"$f/x\"") is not None
     assert stdin_use("echo 'bash -s' > /dev/null") is None, "quoted text is not a command"
     assert stdin_use("sudo -e /etc/jamjam/x") is not None, "an unknown sudo mode fails closed"
     assert stdin_use("bash -c 'unbalanced") is not None

@@ -609,12 +609,12 @@ class _StdinReader:
     def _forwards_stdin(self, inner: str) -> bool:
         try:
             pipelines, _ = _simple_commands(inner)
+            firsts = [(_unwrapped(p[0].words), p[0]) for p in pipelines]
         except _Unreadable:
             return True
-        for pipeline in pipelines:
-            words = _unwrapped(pipeline[0].words)
+        for words, first in firsts:
             if words and _name(words[0]) in ("cat", "tee", "head", "tail", "read") \
-                    and not any(op in ("<", "<>") for op, _ in pipeline[0].redirects):
+                    and not any(op in ("<", "<>") for op, _ in first.redirects):
                 return True
         return False
 
@@ -715,8 +715,10 @@ class _StdinReader:
             words = _unwrapped(command.words)
         except (_Unreadable, ValueError):
             return
-        if words and _name(words[0]) == "mktemp" and "-d" not in words \
-                and "--directory" not in words:
+        # Only the plain form: -d makes a directory, -p/--tmpdir/-t move the file elsewhere;
+        # a variable left unresolved makes any write through it fail closed.
+        if words and _name(words[0]) == "mktemp" and all(
+                w in ("-q", "--quiet") for w in words[1:] if w.startswith("-")):
             operands = [w for w in words[1:] if not w.startswith("-")]
             template = operands[-1] if operands else "/tmp/tmp.XXXXXXXXXX"
             if template.startswith("/"):
