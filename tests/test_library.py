@@ -159,8 +159,12 @@ def test_post_deploy_runs_the_new_image_before_the_container_with_env_on_stdin()
         assert argv[:4] == ["sudo", "-n", "docker", "run"] and "--rm" in argv
         assert argv[argv.index("--network") + 1] == "web"
         assert argv[argv.index("--env-file") + 1] == "$f" and ' --env-file "$f" ' in line
-        assert _image_id(stack, "web-app-image") in argv and argv[-2] == last
+        # The reference the RemoteImage pulled, never pulled again by the run itself: the
+        # same image, and a command known at preview (the id is in the trigger).
+        assert image.inputs["name"] in argv and argv[-2] == last
+        assert argv[argv.index("--pull") + 1] == "never"
         assert "--cap-drop" in argv and "--pids-limit" in argv
+    assert _image_id(stack, "web-app-image") not in create
     # Nothing secret on the command line.
     assert "DJANGO_SECRET_KEY" not in create and reveal(run.inputs["stdin"]).split(
         "DJANGO_SECRET_KEY=")[1].split("\n")[0] not in create
