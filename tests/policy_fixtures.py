@@ -74,6 +74,15 @@ def _container(name: str, role: str, **extra: Any) -> dict[str, Any]:
                         "timeout": "3s", "retries": 3, "startPeriod": "5s"},
         "networksAdvanced": [{"name": "jamjam", "aliases": []}],
         "labels": [{"label": "jamjam.role", "value": role}],
+        # Hardening (policies/jamjam_policies/hardening.py); the pids limit is a command below.
+        "capabilities": {"drops": ["ALL"]},
+        "securityOpts": ["no-new-privileges:true"],
+        "memory": 512,
+        "memorySwap": 512,
+        "init": True,
+        "readOnly": True,
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},
+        "user": "65532:65532",
         **extra,
     }
 
@@ -100,6 +109,14 @@ SIGNALING = _container(
     envs=["RUST_LOG=info"],
 )
 REMOTE_IMAGE_BASE = {"name": "cloudflare/cloudflared:2025.11.1", "keepLocally": True}
+
+
+def pids_limit(container: str, limit: int = 512) -> dict[str, Any]:
+    """The command the library declares next to each container (pulumi-docker has no pids-limit)."""
+    return {"connection": {"host": "203.0.113.10", "user": "jamjam", "port": 22,
+                           "privateKey": secret("not-a-real-ssh-key")},
+            "create": f"sudo -n docker update --pids-limit {limit} {container}",
+            "triggers": ["container-id"]}
 FIREWALL_CMD = "sudo -n bash -s -- apply --ssh-port 22 --allow 5000/udp"
 FIREWALL = {
     "connection": {"host": "203.0.113.10", "user": "jamjam", "port": 22,
@@ -142,6 +159,9 @@ BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "jamjam-signaling": (CONTAINER, SIGNALING),
     "cloudflared-image": (REMOTE_IMAGE, REMOTE_IMAGE_BASE),
     "vps-firewall": (COMMAND, FIREWALL),
+    "jamjam-echo-pids-limit": (COMMAND, pids_limit("jamjam-echo")),
+    "jamjam-cloudflared-pids-limit": (COMMAND, pids_limit("jamjam-cloudflared")),
+    "jamjam-signaling-pids-limit": (COMMAND, pids_limit("jamjam-signaling")),
     "logs-upload-cron": (COMMAND, UPLOAD_CRON),
     "signaling-dns": (DNS_RECORD, DNS),
     "signaling-config": (TUNNEL_CONFIG, TUNNEL_CONFIG_BASE),

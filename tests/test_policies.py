@@ -207,7 +207,8 @@ def test_each_way_to_break_a_rule_is_reported(policy_name, type_, inputs, expect
 
 
 def test_every_rule_has_a_breaking_case():
-    broken = {case[0] for case in BREAKS}
+    from tests.test_policies_hardening import BREAKS as HARDENING_BREAKS
+    broken = {case[0] for case in [*BREAKS, *HARDENING_BREAKS]}
     resource_rules = {p.name for p in RESOURCE_POLICIES}
     assert resource_rules <= broken, f"no breaking case for {resource_rules - broken}"
 
@@ -384,7 +385,8 @@ def test_every_policy_has_a_name_description_and_level():
         assert isinstance(policy.enforcement_level, EnforcementLevel)
         assert isinstance(policy, (ResourceValidationPolicy, StackValidationPolicy))
     assert {p.name for p in ALL_POLICIES if p.enforcement_level is EnforcementLevel.ADVISORY} == {
-        "container-image-pinned", "log-archive-only-on-production"}
+        "container-image-pinned", "log-archive-only-on-production", "container-read-only-rootfs",
+        "container-non-root-user"}
 
 
 def test_the_pack_entry_point_compiles_and_only_builds_the_pack():

@@ -8,12 +8,13 @@ in the shape of a `--policy-pack-config` file.
 
 from __future__ import annotations
 
-from . import cloudflare, containers, ports, stack
+from . import cloudflare, containers, hardening, ports, stack
 from .config import defaults
 
 PACK_NAME = "jamjam-policies"
 
-ALL_POLICIES = [*ports.POLICIES, *containers.POLICIES, *cloudflare.POLICIES, *stack.POLICIES]
+ALL_POLICIES = [*ports.POLICIES, *containers.POLICIES, *hardening.POLICIES, *cloudflare.POLICIES,
+                *stack.POLICIES]
 
 CONFIG_DEFAULTS = {policy.name: defaults(policy.config_schema)
                    for policy in ALL_POLICIES if policy.config_schema is not None}
