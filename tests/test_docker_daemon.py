@@ -277,6 +277,31 @@ def test_when_the_previous_config_fails_too_the_step_says_docker_is_down(engine)
     assert engine.leftovers() == []
 
 
+def test_a_run_that_stopped_before_dockerd_came_back_is_finished(engine):
+    """Killed between installing the file and the restart: the next run must still restart."""
+    engine.daemon_json.parent.mkdir(parents=True)
+    engine.daemon_json.write_text(json.dumps(PROMISED))
+    (engine.daemon_json.parent / ".daemon.json.jamjam-previous").write_text("")  # none before
+    assert engine.info()["LiveRestoreEnabled"] is False, "dockerd never loaded the new file"
+    result = engine.bootstrap()
+    assert result.returncode == 0, result.stderr
+    assert "finishing a change" in result.stderr
+    assert engine.calls() == ["restart docker.service"]
+    assert engine.info()["LiveRestoreEnabled"] is True
+    assert engine.leftovers() == []
+
+
+def test_an_interrupted_change_that_fails_rolls_back_to_what_ran_before_it(engine):
+    engine.daemon_json.parent.mkdir(parents=True)
+    engine.daemon_json.write_text(json.dumps(PROMISED))
+    (engine.daemon_json.parent / ".daemon.json.jamjam-previous").write_text("")
+    result = engine.bootstrap(REFUSED_AT_START)
+    assert result.returncode == 1 and "previous configuration is back" in result.stderr
+    assert not engine.daemon_json.exists(), "there was no daemon.json before the first change"
+    assert engine.info()["LiveRestoreEnabled"] is False
+    assert engine.leftovers() == []
+
+
 def _import_image(engine: Engine, tar: Path) -> None:
     with tar.open("rb") as stream:
         subprocess.run(["/usr/bin/docker", "--host", engine.socket, "import", "-", IMAGE],

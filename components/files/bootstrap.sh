@@ -26,8 +26,9 @@ DROP_IN_DIR=$ROOT/etc/ssh/sshd_config.d
 DROP_IN=$DROP_IN_DIR/10-jamjam.conf
 SUDOERS_DIR=/etc/sudoers.d
 DAEMON_JSON=$ROOT/etc/docker/daemon.json
-# Kept next to daemon.json (not in /tmp) while dockerd restarts: if this run dies half way,
-# the operator finds the previous file where `ls -a /etc/docker` shows it.
+# The file dockerd ran with before a change, kept next to daemon.json (not in /tmp) until dockerd
+# is back: if this run dies half way, the next run still knows what to roll back to. Empty when
+# there was no daemon.json before (an empty file is no valid daemon.json, so it can't be one).
 DAEMON_JSON_PREVIOUS=$ROOT/etc/docker/.daemon.json.jamjam-previous
 
 # Docker from the distribution (docker.io) rather than Docker's own repository: no extra
@@ -224,14 +225,16 @@ restart_dockerd() {
 }
 
 step_docker() {
-  local tmp reason had_previous=no
+  local tmp reason
   command -v dockerd >/dev/null 2>&1 \
     || fail "dockerd is not installed; run the packages step first (bootstrap.sh --user $user --step packages)"
   install -d -m 0755 "$(dirname "$DAEMON_JSON")"
   tmp=$(mktemp "$(dirname "$DAEMON_JSON")/.daemon.json.XXXXXX")
   daemon_json >"$tmp"
   chmod 0644 "$tmp"
-  if [ -f "$DAEMON_JSON" ] && cmp -s "$tmp" "$DAEMON_JSON"; then
+  # A leftover previous file means the last run stopped before dockerd came back: the file in
+  # place may never have been loaded, so this run restarts even if nothing changed since.
+  if [ ! -e "$DAEMON_JSON_PREVIOUS" ] && [ -f "$DAEMON_JSON" ] && cmp -s "$tmp" "$DAEMON_JSON"; then
     rm -f "$tmp"
     return
   fi
@@ -239,9 +242,12 @@ step_docker() {
     rm -f "$tmp"
     fail "did not install the new $DAEMON_JSON nor restart dockerd: $reason"
   fi
-  if [ -f "$DAEMON_JSON" ]; then
+  if [ -e "$DAEMON_JSON_PREVIOUS" ]; then
+    log "finishing a change of $DAEMON_JSON that an earlier run did not see through"
+  elif [ -f "$DAEMON_JSON" ]; then
     cp -p "$DAEMON_JSON" "$DAEMON_JSON_PREVIOUS"
-    had_previous=yes
+  else
+    : >"$DAEMON_JSON_PREVIOUS"
   fi
   mv -f "$tmp" "$DAEMON_JSON"
   if restart_dockerd; then
@@ -249,10 +255,10 @@ step_docker() {
     log "dockerd restarted with the new $DAEMON_JSON"
     return
   fi
-  if [ "$had_previous" = yes ]; then
+  if [ -s "$DAEMON_JSON_PREVIOUS" ]; then
     mv -f "$DAEMON_JSON_PREVIOUS" "$DAEMON_JSON"
   else
-    rm -f "$DAEMON_JSON"
+    rm -f "$DAEMON_JSON" "$DAEMON_JSON_PREVIOUS"
   fi
   # systemd refuses to start a unit that failed too often in a row (StartLimitBurst).
   systemctl reset-failed docker.service >/dev/null 2>&1 || true
