@@ -10,6 +10,7 @@ run a one-file image made here from the static busybox (no registry is reachable
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -45,7 +46,14 @@ PROMISED = {
 REFUSED_AT_START = '{"storage-driver": "jamjam-no-such-driver"}\n'
 NOT_JSON = '{\n  "live-restore": true,\n'
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd and network namespaces need root")
+
+
+def shipped_daemon_json() -> dict:
+    """The daemon.json bootstrap.sh writes: the heredoc in its daemon_json function."""
+    text = BOOTSTRAP.read_text()
+    body = text[text.index("daemon_json() {"):]
+    body = body[body.index("cat <<'EOF'\n") + len("cat <<'EOF'\n"):]
+    return json.loads(body[:body.index("\nEOF\n")])
 
 
 def _which(tool: str) -> str:
@@ -71,10 +79,9 @@ def image_tar(tmp_path_factory) -> Path:
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
-        for name, content in (("www/index.html", b"ok\n"),):
-            data = tarfile.TarInfo(name)
-            data.size = len(content)
-            tar.addfile(data, __import__("io").BytesIO(content))
+        page = tarfile.TarInfo("www/index.html")
+        page.size = 3
+        tar.addfile(page, io.BytesIO(b"ok\n"))
     return tar_path
 
 
@@ -141,6 +148,8 @@ def _processes_under(path: str) -> list[int]:
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     """A running dockerd as docker.io leaves it: no /etc/docker/daemon.json yet."""
+    if os.geteuid() != 0:
+        pytest.skip("dockerd and network namespaces need root")
     for tool in ("dockerd", "containerd", "runc", "nsenter", "ip", "jq"):
         _which(tool)
     suffix = secrets.token_hex(3)
@@ -191,6 +200,20 @@ def _verdict(stderr: str) -> str:
     line = stderr.rstrip().splitlines()[-1]
     assert line.startswith("bootstrap: "), stderr
     return line
+
+
+def test_the_shipped_daemon_json_is_the_promised_one():
+    assert shipped_daemon_json() == PROMISED
+
+
+@pytest.mark.parametrize("stack", ["production", "test"])
+def test_every_stack_runs_the_docker_step_with_the_shipped_script(stacks, stack):
+    """The bootstrap command runs every step (no --step), so the daemon step reaches each VPS,
+    and a change to the daemon config changes the script, which reruns it on `pulumi up`."""
+    bootstrap = stacks[stack].named("vps-bootstrap")
+    assert bootstrap.inputs["stdin"] == BOOTSTRAP.read_text()
+    assert "--step" not in bootstrap.inputs["create"]
+    assert "packages docker user ssh" in BOOTSTRAP.read_text(), "the default step order"
 
 
 def test_the_fake_systemctl_is_shellcheck_clean():
