@@ -36,6 +36,7 @@ BREAKS = [
     (CAPS, CONTAINER, changed(ECHO, "capabilities.drops", ["NET_RAW", "SYS_ADMIN"]),
      "['NET_RAW', 'SYS_ADMIN']"),
     (CAPS, CONTAINER, changed(ECHO, "capabilities.drops", ["ALLOW"]), "['ALLOW']"),
+    (CAPS, CONTAINER, changed(ECHO, "capabilities.drops", ["NET RAW"]), "['NET RAW']"),
     (CAPS, CONTAINER, changed(ECHO, "capabilities", UNKNOWN), "unknown at preview"),
     (CAPS, CONTAINER, changed(ECHO, "capabilities.drops", UNKNOWN), "unknown at preview"),
     (CAPS, CONTAINER, changed(ECHO, "capabilities.drops", [UNKNOWN]), "unknown at preview"),

@@ -103,7 +103,9 @@ def _capabilities_dropped(name: str, props: dict[str, Any], report: ReportViolat
                "default capabilities (NET_RAW, SETUID, CHOWN, ...). Declare capabilities.drops "
                "[\"ALL\"] as a literal.", None)
     elif "ALL" not in drops:
-        shown = "unset" if not drops else repr(drops)
+        caps = props.get("capabilities")
+        raw = caps.get("drops") if isinstance(caps, dict) else None
+        shown = "unset" if not drops else repr(strings(raw))
         report(f"{name} has capabilities.drops {shown}, so it keeps Docker's default capabilities "
                "(NET_RAW, SETUID, CHOWN, ...). Set capabilities.drops [\"ALL\"] and add back "
                "only what the image needs.", None)
