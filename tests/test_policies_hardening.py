@@ -162,25 +162,32 @@ def _broken(create_by_container: dict[str, object]) -> list:
     return [CONTAINERS[0], *commands]
 
 
-@pytest.mark.parametrize("resources,expected", [
-    ([CONTAINERS[0]], "has no pids limit"),
-    (_broken({"jamjam-signaling": "sudo -n docker update --pids-limit 512 jamjam-signaling"}),
-     "has no pids limit"),
-    (_broken({"x": "sudo -n docker update --pids-limit 0 jamjam-echo"}), "--pids-limit 0"),
-    (_broken({"x": "sudo -n docker update --pids-limit -1 jamjam-echo"}), "--pids-limit -1"),
-    (_broken({"x": "sudo -n docker update --pids-limit $LIMIT jamjam-echo"}),
-     "without a literal --pids-limit"),
-    (_broken({"x": "sudo -n docker update --memory 512m jamjam-echo"}),
-     "without a literal --pids-limit"),
-    (_broken({"x": "echo docker --pids-limit 512 jamjam-echo"}), "has no pids limit"),
-    (_broken({"x": "echo docker update --pids-limit 512 jamjam-echo"}), "has no pids limit"),
-    (_broken({"x": "sudo -n docker run --pids-limit 512 jamjam-echo"}), "has no pids limit"),
-    (_broken({"x": "# sudo -n docker update --pids-limit 512 jamjam-echo"}), "has no pids limit"),
-    (_broken({"x": UNKNOWN}), "unknown at preview may set it"),
-    ([(CONTAINER, "jamjam-echo", changed(ECHO, "name", UNKNOWN)), *LIMITS], "name unknown at preview"),
-])
-def test_each_way_to_break_the_pids_limit_is_reported(resources, expected):
-    found = _pids(resources)
+# (policy, resources, what the message must say, config): each breaks jamjam-echo's limit.
+STACK_BREAKS = [
+    (PIDS, [CONTAINERS[0]], "has no pids limit", None),
+    (PIDS, _broken({"jamjam-signaling": "sudo -n docker update --pids-limit 512 jamjam-signaling"}),
+     "has no pids limit", None),
+    (PIDS, _broken({"x": "sudo -n docker update --pids-limit 0 jamjam-echo"}), "--pids-limit 0", None),
+    (PIDS, _broken({"x": "sudo -n docker update --pids-limit -1 jamjam-echo"}), "--pids-limit -1", None),
+    (PIDS, _broken({"x": "sudo -n docker update --pids-limit $LIMIT jamjam-echo"}),
+     "without a literal --pids-limit", None),
+    (PIDS, _broken({"x": "sudo -n docker update --memory 512m jamjam-echo"}),
+     "without a literal --pids-limit", None),
+    (PIDS, _broken({"x": "echo docker --pids-limit 512 jamjam-echo"}), "has no pids limit", None),
+    (PIDS, _broken({"x": "echo docker update --pids-limit 512 jamjam-echo"}), "has no pids limit", None),
+    (PIDS, _broken({"x": "sudo -n docker run --pids-limit 512 jamjam-echo"}), "has no pids limit", None),
+    (PIDS, _broken({"x": "# sudo -n docker update --pids-limit 512 jamjam-echo"}), "has no pids limit",
+     None),
+    (PIDS, _broken({"x": UNKNOWN}), "unknown at preview may set it", None),
+    (PIDS, [(CONTAINER, "jamjam-echo", changed(ECHO, "name", UNKNOWN)), *LIMITS],
+     "name unknown at preview", None),
+]
+
+
+@pytest.mark.parametrize("policy_name,resources,expected,config", STACK_BREAKS,
+                         ids=[f"{c[0]}-{c[2]}" for c in STACK_BREAKS])
+def test_each_way_to_break_the_pids_limit_is_reported(policy_name, resources, expected, config):
+    found = stack_violations(policy_name, resources, config)
     assert found, resources
     message, urn = found[0]
     assert expected in message
