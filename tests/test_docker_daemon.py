@@ -251,10 +251,11 @@ def test_a_second_run_changes_nothing_and_does_not_restart(engine):
     assert engine.leftovers() == []
 
 
-def test_a_config_that_does_not_validate_is_refused_before_any_restart(engine):
+@pytest.mark.parametrize("config", [NOT_JSON, "[]\n", ""], ids=["truncated", "array", "empty"])
+def test_a_config_that_does_not_validate_is_refused_before_any_restart(engine, config):
     assert engine.bootstrap().returncode == 0
     good, pid = engine.daemon_json.read_bytes(), engine.pid()
-    result = engine.bootstrap(NOT_JSON)
+    result = engine.bootstrap(config)
     assert result.returncode == 1
     line = _single_line(result.stderr)
     assert "did not install the new" in line and "daemon.json" in line and "nor restart" in line
