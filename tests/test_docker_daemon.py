@@ -251,7 +251,8 @@ def test_a_second_run_changes_nothing_and_does_not_restart(engine):
     assert engine.leftovers() == []
 
 
-@pytest.mark.parametrize("config", [NOT_JSON, "[]\n", ""], ids=["truncated", "array", "empty"])
+@pytest.mark.parametrize("config", [NOT_JSON, "[]\n", "", "{}\n{}\n"],
+                         ids=["truncated", "array", "empty", "two-objects"])
 def test_a_config_that_does_not_validate_is_refused_before_any_restart(engine, config):
     assert engine.bootstrap().returncode == 0
     good, pid = engine.daemon_json.read_bytes(), engine.pid()

@@ -201,8 +201,13 @@ validate_daemon_json() {
       return 1
     fi
   elif command -v jq >/dev/null 2>&1; then
-    if ! out=$(jq -e 'type == "object"' "$file" 2>&1); then
-      echo "it is not a JSON object (jq: $(printf '%s\n' "$out" | tail -n 1))"
+    # Slurped, so that an empty file (which jq 1.6 -e lets pass) or two objects in a row fail.
+    if ! out=$(jq -e -s 'length == 1 and (.[0] | type == "object")' "$file" 2>&1); then
+      if [ "$out" = false ]; then
+        echo "it is not one JSON object"
+      else
+        echo "it is not JSON (jq: $(printf '%s\n' "$out" | tail -n 1))"
+      fi
       return 1
     fi
   else
