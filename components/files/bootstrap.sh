@@ -164,8 +164,8 @@ step_packages() {
 # Not set, because each would break the program: userns-remap (moves /var/lib/docker/containers,
 # which the log archive reads, and changes volume ownership), a TCP socket with TLS (Pulumi
 # reaches the engine over SSH), an authorization plugin, default-ulimits (nproc counts per host
-# user, across containers). Keys dockerd also takes as flags (hosts, containerd) are left out:
-# a key given both ways stops dockerd.
+# user, across containers). What the distribution's docker.service passes as flags (hosts,
+# containerd) stays out of the file: dockerd refuses to start when a setting comes both ways.
 daemon_json() {
   if [ -n "$ROOT" ] && [ -n "${JAMJAM_DOCKER_DAEMON_JSON:-}" ]; then
     cat "$JAMJAM_DOCKER_DAEMON_JSON"
