@@ -42,10 +42,11 @@ PROMISED = {
     "iptables": True,
     "experimental": False,
 }
-# Valid JSON that dockerd only refuses when it starts (no --validate looks for the driver).
-REFUSED_AT_START = '{"storage-driver": "jamjam-no-such-driver"}\n'
+# Valid on its own, refused when dockerd starts: the service passes --host as a flag (docker.service
+# passes -H fd://), and a setting given both ways stops dockerd. `dockerd --validate` reads the
+# file without the service's flags, so only the rollback can catch this one.
+REFUSED_AT_START = '{"hosts": ["unix:///run/jamjam-test-never.sock"]}\n'
 NOT_JSON = '{\n  "live-restore": true,\n'
-
 
 
 def shipped_daemon_json() -> dict:
