@@ -9,6 +9,7 @@ declares for every container (capabilities drop ALL, no-new-privileges, memory, 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from pulumi_policy import EnforcementLevel
@@ -124,10 +125,17 @@ def test_an_allowlist_that_is_not_a_list_names_the_key():
         violations(ADDS, CONTAINER, ECHO, config={"allowedCapabilities": "CHOWN"})
 
 
-def test_the_allowlist_schema_is_what_the_cli_validates():
+def test_the_cli_refuses_a_malformed_allowlist_entry_before_the_rule_runs():
+    """The CLI validates the pack config against this schema; its pattern is plain enough for
+    any regex dialect (Go's RE2 included), and it refuses what allowlist() refuses, but ALL."""
     schema = policy(ADDS).config_schema.properties["allowedCapabilities"]
     assert schema["type"] == "array" and schema["default"] == []
-    json.dumps(schema)  # the CLI receives it as JSON
+    assert json.loads(json.dumps(schema)) == schema
+    pattern = re.compile(schema["items"]["pattern"])
+    for good in ("NET_BIND_SERVICE", "cap_chown", "SYS_PTRACE"):
+        assert pattern.search(good), good
+    for bad in ("NET BIND", "", "CHOWN,SETUID", "-ALL"):
+        assert not pattern.search(bad), bad
 
 
 # --- the pids limit (a stack rule: the limit lives on a command next to the container) ---------
