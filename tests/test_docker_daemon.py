@@ -1,10 +1,11 @@
 """The docker step of components/files/bootstrap.sh against a real dockerd.
 
 Each test starts its own dockerd (docker.io from the distribution) inside a network namespace it
-creates, with its own data root, exec root, pidfile and socket, so nothing touches this machine's
-Docker. bootstrap.sh runs unchanged with JAMJAM_ROOT set (daemon.json goes under a temporary
-root); `systemctl` on its PATH is tests/fixtures/systemctl-dockerd.sh, which restarts that dockerd
-with that file the way systemd restarts docker.service, and records each call. The containers
+creates, with its own data root, exec root, pidfile and socket, and a mount namespace in which
+/etc/docker is the test's, so nothing touches this machine's Docker. bootstrap.sh runs unchanged
+with JAMJAM_ROOT set (daemon.json goes under a temporary root); `systemctl` on its PATH is
+tests/fixtures/systemctl-dockerd.sh, which restarts and reloads that dockerd the way systemd
+does docker.service, and records each call. The containers
 run a one-file image made here from the static busybox (no registry is reachable).
 """
 
@@ -131,7 +132,9 @@ class Engine:
                               env=env, capture_output=True, text=True, timeout=300)
 
     def leftovers(self) -> list[str]:
-        return sorted(p.name for p in self.daemon_json.parent.iterdir() if p.name != "daemon.json")
+        # key.json is dockerd 20.10's own identity file, written next to daemon.json.
+        return sorted(p.name for p in self.daemon_json.parent.iterdir()
+                      if p.name not in ("daemon.json", "key.json"))
 
 
 def _processes_under(path: str) -> list[int]:
@@ -230,7 +233,7 @@ def test_first_run_installs_the_config_and_dockerd_restarts_with_it(engine):
     assert result.returncode == 0, result.stderr
     assert json.loads(engine.daemon_json.read_text()) == PROMISED
     assert oct(engine.daemon_json.stat().st_mode & 0o777) == "0o644"
-    assert engine.calls() == ["restart docker.service"]
+    assert engine.calls() == ["reload docker.service", "restart docker.service"], "live-restore on by reload, then the restart"
     assert engine.pid() != before
     info = engine.info()
     assert info["LiveRestoreEnabled"] is True
@@ -245,7 +248,7 @@ def test_a_second_run_changes_nothing_and_does_not_restart(engine):
     result = engine.bootstrap()
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert engine.calls() == ["restart docker.service"], "only the first run restarted dockerd"
+    assert engine.calls() == ["reload docker.service", "restart docker.service"], "only the first run restarted dockerd"
     assert engine.pid() == pid
     assert (engine.daemon_json.stat().st_mtime_ns, engine.daemon_json.stat().st_ino) == \
         (stat.st_mtime_ns, stat.st_ino)
@@ -262,7 +265,7 @@ def test_a_config_that_does_not_validate_is_refused_before_any_restart(engine, c
     line = _single_line(result.stderr)
     assert "did not install the new" in line and "daemon.json" in line and "nor restart" in line
     assert engine.daemon_json.read_bytes() == good
-    assert engine.calls() == ["restart docker.service"]
+    assert engine.calls() == ["reload docker.service", "restart docker.service"]
     assert engine.pid() == pid
     assert engine.leftovers() == []
 
@@ -276,8 +279,7 @@ def test_a_config_dockerd_refuses_at_start_is_rolled_back_and_dockerd_comes_back
     assert "did not come back with the new" in line
     assert "the previous configuration is back and dockerd runs with it" in line
     assert engine.daemon_json.read_bytes() == good
-    assert engine.calls() == ["restart docker.service", "restart docker.service",
-                              "reset-failed docker.service", "restart docker.service"]
+    assert engine.calls() == ["reload docker.service", "restart docker.service", "restart docker.service", "reset-failed docker.service", "restart docker.service"]
     assert engine.info()["LiveRestoreEnabled"] is True, "dockerd runs the restored file"
     assert engine.leftovers() == []
 
@@ -292,7 +294,7 @@ def test_a_refused_first_config_is_removed_and_dockerd_comes_back(engine):
 
 def test_when_the_previous_config_fails_too_the_step_says_docker_is_down(engine):
     # A file dockerd would refuse, put there by hand while dockerd kept running.
-    engine.daemon_json.parent.mkdir(parents=True)
+    engine.daemon_json.parent.mkdir(parents=True, exist_ok=True)
     engine.daemon_json.write_text('{"storage-driver": "jamjam-other-missing-driver"}\n')
     before = engine.daemon_json.read_bytes()
     result = engine.bootstrap(REFUSED_AT_START)
@@ -305,20 +307,20 @@ def test_when_the_previous_config_fails_too_the_step_says_docker_is_down(engine)
 
 def test_a_run_that_stopped_before_dockerd_came_back_is_finished(engine):
     """Killed between installing the file and the restart: the next run must still restart."""
-    engine.daemon_json.parent.mkdir(parents=True)
+    engine.daemon_json.parent.mkdir(parents=True, exist_ok=True)
     engine.daemon_json.write_text(json.dumps(PROMISED))
     (engine.daemon_json.parent / ".daemon.json.jamjam-previous").write_text("")  # none before
     assert engine.info()["LiveRestoreEnabled"] is False, "dockerd never loaded the new file"
     result = engine.bootstrap()
     assert result.returncode == 0, result.stderr
     assert "finishing a change" in result.stderr
-    assert engine.calls() == ["restart docker.service"]
+    assert engine.calls() == ["reload docker.service", "restart docker.service"]
     assert engine.info()["LiveRestoreEnabled"] is True
     assert engine.leftovers() == []
 
 
 def test_an_interrupted_change_that_fails_rolls_back_to_what_ran_before_it(engine):
-    engine.daemon_json.parent.mkdir(parents=True)
+    engine.daemon_json.parent.mkdir(parents=True, exist_ok=True)
     engine.daemon_json.write_text(json.dumps(PROMISED))
     (engine.daemon_json.parent / ".daemon.json.jamjam-previous").write_text("")
     result = engine.bootstrap(REFUSED_AT_START)
@@ -370,6 +372,21 @@ def test_icc_off_isolates_the_default_bridge_but_not_a_user_defined_network(engi
     assert "200 OK" in reached, "containers on the jamjam network must reach each other"
 
 
+def test_the_first_install_leaves_running_containers_running(engine, image_tar):
+    """dockerd without live-restore stops its containers when it stops: the step turns it on by
+    reload before the restart, so even that restart leaves them running."""
+    _import_image(engine, image_tar)
+    engine.docker("network", "create", "jamjam")
+    cid = engine.docker("run", "-d", "--restart", "always", "--network", "jamjam", IMAGE,
+                        "sleep", "3600")
+    started = engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid)
+    before = engine.pid()
+    result = engine.bootstrap()
+    assert result.returncode == 0, result.stderr
+    assert engine.pid() != before, "dockerd did restart"
+    assert engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid) == started
+
+
 def test_a_config_change_restarts_dockerd_but_not_the_containers(engine, image_tar):
     """live-restore, in force since the first run, keeps containers up across the next restart."""
     assert engine.bootstrap().returncode == 0
@@ -379,6 +396,6 @@ def test_a_config_change_restarts_dockerd_but_not_the_containers(engine, image_t
     changed = dict(PROMISED, **{"log-level": "warn"})
     result = engine.bootstrap(json.dumps(changed, indent=2) + "\n")
     assert result.returncode == 0, result.stderr
-    assert engine.calls() == ["restart docker.service", "restart docker.service"]
+    assert engine.calls() == ["reload docker.service", "restart docker.service", "restart docker.service"], "live-restore already on: no reload"
     assert engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid) == started
     assert engine.docker("inspect", "--format", "{{.State.Running}}", cid) == "true"

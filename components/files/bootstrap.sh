@@ -229,6 +229,23 @@ restart_dockerd() {
   done
 }
 
+# live-restore keeps containers up only if the daemon that stops has it on. dockerd takes
+# live-restore on a reload (SIGHUP) without restarting, so turning it on first means even the
+# restart that installs it leaves the containers running. Best effort: where the reload does
+# not take, the restart still applies everything and the containers restart once.
+live_restore_first() {
+  local tries=15
+  [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = false ] || return 0
+  command -v jq >/dev/null 2>&1 && jq -e '."live-restore" == true' "$DAEMON_JSON" >/dev/null 2>&1 \
+    || return 0
+  systemctl reload docker.service >/dev/null 2>&1 || return 0
+  until [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = true ]; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || return 0
+    sleep 1
+  done
+}
+
 step_docker() {
   local tmp reason
   command -v dockerd >/dev/null 2>&1 \
@@ -255,6 +272,7 @@ step_docker() {
     : >"$DAEMON_JSON_PREVIOUS"
   fi
   mv -f "$tmp" "$DAEMON_JSON"
+  live_restore_first
   if restart_dockerd; then
     rm -f "$DAEMON_JSON_PREVIOUS"
     log "dockerd restarted with the new $DAEMON_JSON"
