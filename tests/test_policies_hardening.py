@@ -189,6 +189,8 @@ STACK_BREAKS = [
     (PIDS, _broken({"x": UNKNOWN}), "unknown at preview may set it", None),
     (PIDS, [(CONTAINER, "jamjam-echo", changed(ECHO, "name", UNKNOWN)), *LIMITS],
      "name unknown at preview", None),
+    (PIDS, [(CONTAINER, "jamjam-echo", changed(ECHO, "name")), *LIMITS], "no name (Docker picks one)",
+     None),
 ]
 
 

@@ -261,9 +261,10 @@ def _pids_limited(args: StackValidationArgs, report: ReportViolation) -> None:
             continue
         name = props_of(resource).get("name")
         who = label(resource)
-        if is_unknown(name) or not isinstance(name, str):
-            report(f"{who} has a name unknown at preview, so no pids-limit command can be matched "
-                   "to it. Give the container a literal name.", resource.urn)
+        if is_unknown(name) or not isinstance(name, str) or not name:
+            state = "a name unknown at preview" if is_unknown(name) else "no name (Docker picks one)"
+            report(f"{who} has {state}, so no pids-limit command can be matched to it. Give the "
+                   "container a literal name.", resource.urn)
             continue
         found = [limit for limit in limits.get(name, []) if limit is not None]
         if any(limit >= 1 for limit in found):
