@@ -26,6 +26,10 @@ declare -A needed=(
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
+  # tests/test_docker_daemon.py: a real dockerd in a network namespace, a static busybox image
+  [dockerd]=docker.io
+  [nsenter]=util-linux
+  [busybox]=busybox-static
 )
 
 missing=()
