@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan plan-json test bench clean
+.PHONY: plan plan-json plan-examples plan-all test bench clean
 
 # Setup talks on stderr only: `make plan-json > plan.json` must hold nothing but the JSON.
 $(VENV)/.requirements: requirements.txt
@@ -23,6 +23,15 @@ plan: $(VENV)/.requirements
 
 plan-json: $(VENV)/.requirements
 	@$(PY) -m tools.plan --json
+
+## The four example projects under examples/: what each declares (routes, firewall, containers,
+## jobs, buckets), each checked by the policy pack with its own policy-config.json.
+## Exit codes as for plan. `make plan-all`: jamjam's two stacks and the examples, one process.
+plan-examples: $(VENV)/.requirements
+	@$(PY) -m tools.plan_examples
+
+plan-all: $(VENV)/.requirements
+	@$(PY) -m tools.plan_examples --with-jamjam
 
 ## Install what the tests run for real (needs root or the packages present), then run them.
 ## pytest exits 5 when it collects nothing: that must fail, not pass.

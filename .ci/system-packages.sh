@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
 # rclone against a local S3 server, shellcheck on every shipped script, ssh-agent and node for the
-# CI scripts and the PR-comment script). Idempotent: does
+# CI scripts and the PR-comment script, PostgreSQL for the backup and restore-drill scripts,
+# docker.io for a real dockerd). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -30,6 +31,8 @@ declare -A needed=(
   [dockerd]=docker.io
   [nsenter]=util-linux
   [busybox]=busybox-static
+  [runuser]=util-linux
+  [pg_restore]=postgresql-client
 )
 
 missing=()
@@ -38,6 +41,11 @@ for tool in "${!needed[@]}"; do
     missing+=("${needed[$tool]}")
   fi
 done
+# The backup tests run real PostgreSQL servers; Debian keeps them off PATH, under
+# /usr/lib/postgresql/<version>/bin.
+if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  missing+=(postgresql)
+fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

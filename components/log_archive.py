@@ -1,25 +1,23 @@
-"""Production's log archive: a private R2 bucket, a token that can touch only its objects,
-and the hourly upload job on the host."""
+"""Container logs shipped hourly, each byte once, to a private R2 bucket
+(``upload-logs-to-r2.sh``).
+
+:class:`LogArchive` is jamjam's: a bucket of its own (an
+:class:`~jamjam_infra.r2_store.R2Store`) and the upload. :class:`LogUpload` is the upload alone,
+into a folder of a store a system already has (one bucket per system for backups, synced
+directories and logs)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
-from string import Template
 
 import pulumi
-import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 
-from jamjam_infra._remote import read_file, remote_file
+from jamjam_infra._script_job import check_schedule
+from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs
 
 RCLONE_CONFIG = "/etc/jamjam/rclone.conf"
-# Cloudflare's names for object-level access to R2 buckets (account API token permission groups).
-_R2_OBJECT_PERMISSIONS = ("Workers R2 Storage Bucket Item Read",
-                          "Workers R2 Storage Bucket Item Write")
-_R2_BUCKET_SCOPE = "com.cloudflare.edge.r2.bucket"
 
 
 @dataclass(frozen=True)
@@ -41,76 +39,59 @@ class LogArchive(pulumi.ComponentResource):
     def __init__(self, name: str, args: LogArchiveArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jamjam:index:LogArchive", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        bucket = cloudflare.R2Bucket(f"{name}-bucket", account_id=args.account_id,
-                                     name=args.bucket, opts=child)
-        # Declared off rather than left out, so a public r2.dev URL switched on by hand in
-        # the dashboard shows up as drift and is switched off again by the next `pulumi up`.
-        cloudflare.R2ManagedDomain(f"{name}-public-url", account_id=args.account_id,
-                                   bucket_name=bucket.name, enabled=False, opts=child)
-        if args.retention_days is not None:
-            cloudflare.R2BucketLifecycle(
-                f"{name}-retention", account_id=args.account_id, bucket_name=bucket.name,
-                rules=[cloudflare.R2BucketLifecycleRuleArgs(
-                    id="expire-container-logs", enabled=True,
-                    conditions=cloudflare.R2BucketLifecycleRuleConditionsArgs(prefix=""),
-                    delete_objects_transition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionArgs(
-                        condition=cloudflare.R2BucketLifecycleRuleDeleteObjectsTransitionConditionArgs(
-                            type="Age", max_age=args.retention_days * 86_400)),
-                )],
-                opts=child)
-
-        permission_ids = [
-            cloudflare.get_api_token_permission_groups_list_output(
-                name=permission, scope=_R2_BUCKET_SCOPE,
-                opts=pulumi.InvokeOutputOptions(parent=self),
-            ).results.apply(lambda results, p=permission: _only_id(results, p))
-            for permission in _R2_OBJECT_PERMISSIONS
-        ]
-        token = cloudflare.ApiToken(
-            f"{name}-token",
-            name=f"jamjam-{args.stack}-log-archive",
-            policies=[cloudflare.ApiTokenPolicyArgs(
-                effect="allow",
-                permission_groups=[cloudflare.ApiTokenPolicyPermissionGroupArgs(id=i)
-                                   for i in permission_ids],
-                # One bucket, not the account: a leaked host can't read or delete anything else.
-                resources=bucket.name.apply(lambda b: json.dumps(
-                    {f"{_R2_BUCKET_SCOPE}.{args.account_id}_default_{b}": "*"})),
-            )],
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]),
-        )
-        # R2's S3 API takes the token id as the access key and the SHA-256 of its value as
-        # the secret: nothing to create by hand, and rotating the token rotates both.
-        rclone_config = pulumi.Output.all(token.id, token.value).apply(
-            lambda pair: Template(read_file("rclone.conf.tmpl")).substitute(
-                access_key_id=pair[0],
-                secret_access_key=hashlib.sha256(pair[1].encode()).hexdigest(),
-                account_id=args.account_id))
-        config_file = remote_file(
-            f"{name}-rclone-config", args.connection, RCLONE_CONFIG,
-            pulumi.Output.secret(rclone_config), mode="0600", secret=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready]))
-        ScheduledJob(f"{name}-upload", ScheduledJobArgs(
+        retention = ([Retention("", args.retention_days, rule_id="expire-container-logs")]
+                     if args.retention_days is not None else [])
+        # Named like this component, so the bucket, token and config keep the names they had
+        # when they were this component's own children (the alias keeps their state).
+        store = R2Store(name, R2StoreArgs(
+            account_id=args.account_id,
+            bucket=args.bucket,
+            token_name=f"jamjam-{args.stack}-log-archive",
             connection=args.connection,
-            script="upload-logs-to-r2.sh",
-            schedule=args.schedule,
-            description=f"ship container logs to R2 bucket {args.bucket}",
-            environment={
-                "JAMJAM_STACK": args.stack,
-                "JAMJAM_R2_DEST": f"r2:{args.bucket}",
-                "RCLONE_CONFIG": RCLONE_CONFIG,
-            },
-            after=[config_file],
-        ), opts=child)
-        self.bucket_name = bucket.name
+            host_ready=args.host_ready,
+            config_path=RCLONE_CONFIG,
+            retention=retention,
+            moved_from=self,
+        ), opts=pulumi.ResourceOptions(parent=self))
+        _upload(name, args.stack, store, "", args.schedule, args.connection, self)
+        self.bucket_name = store.bucket_name
         self.register_outputs({"bucket_name": self.bucket_name})
 
 
-def _only_id(results: list, name: str) -> str:
-    matches = [r for r in results if r.name == name]
-    if len(matches) != 1:
-        raise pulumi.RunError(f"Cloudflare has {len(matches)} permission groups named {name!r}; "
-                              "expected exactly one")
-    return matches[0].id
+@dataclass(frozen=True)
+class LogUploadArgs:
+    stack: str
+    store: R2Store
+    connection: command.remote.ConnectionArgs
+    prefix: str = "logs/"
+    """Folder in the bucket; objects land under ``<prefix><stack>/<host>/<container>/...``."""
+    schedule: str = "0 * * * *"
+
+
+class LogUpload(pulumi.ComponentResource):
+    """The hourly upload of every container's log into a folder of an existing store."""
+
+    def __init__(self, name: str, args: LogUploadArgs,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("jamjam:index:LogUpload", name, None, opts)
+        check_schedule(f"log upload {name!r}", args.schedule)
+        _upload(name, args.stack, args.store, args.prefix, args.schedule, args.connection, self)
+        self.register_outputs({})
+
+
+def _upload(name: str, stack: str, store: R2Store, prefix: str, schedule: str,
+            connection: command.remote.ConnectionArgs, parent: pulumi.Resource) -> None:
+    config_path, config_file = store.host_config(f"log upload {name!r}")
+    ScheduledJob(f"{name}-upload", ScheduledJobArgs(
+        connection=connection,
+        script="upload-logs-to-r2.sh",
+        schedule=schedule,
+        description=f"ship container logs to R2 bucket {store.bucket}"
+                    + (f" under {prefix}" if prefix else ""),
+        environment={
+            "JAMJAM_STACK": stack,
+            "JAMJAM_R2_DEST": store.remote(prefix),
+            "RCLONE_CONFIG": config_path,
+        },
+        after=[config_file],
+    ), opts=pulumi.ResourceOptions(parent=parent))

@@ -162,9 +162,19 @@ def as_json(stack: RenderedStack, violations: list | None = None) -> dict[str, A
     }
 
 
-def _check(stack: RenderedStack) -> list:
+PROJECT_POLICY_CONFIG = "policy-config.json"
+"""A project's own --policy-pack-config, beside its Pulumi.yaml (the examples name their log
+bucket there); used when present."""
+
+
+def project_policy_config(project_dir: Path) -> Any:
+    path = Path(project_dir) / PROJECT_POLICY_CONFIG
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _check(stack: RenderedStack, project_dir: Path = ROOT) -> list:
     from tools.policy_check import check
-    return check(stack.stack, stack.resources)
+    return check(stack.stack, stack.resources, project_policy_config(project_dir))
 
 
 def stack_file(project_dir: Path, stack: str) -> str:
@@ -245,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.json:
                     documents.append({"stack": name, "project": project, "errors": stack_errors})
                 continue
-            violations = _check(stack)
+            violations = _check(stack, project_dir)
             failed |= any(v.level == "mandatory" for v in violations)
             if args.json:
                 documents.append(as_json(stack, violations))

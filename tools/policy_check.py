@@ -174,7 +174,7 @@ def format_report(violations: list[Violation]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from tools import render as rendering
-    from tools.plan import OneLineParser, config_errors, resolve_stacks
+    from tools.plan import PROJECT_POLICY_CONFIG, OneLineParser, config_errors, resolve_stacks
 
     parser = OneLineParser(prog="python -m tools.policy_check",
                            description="Run the policy pack on rendered stacks, offline.")
@@ -187,17 +187,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plans = [(d, resolve_stacks(parser, d, args.stacks))
              for d in args.project_dirs or [rendering.ROOT]]
-    config = _policy_config(parser, args.config)
-    if config is not None:
-        try:
-            # Settings and levels are read before any rule runs on a real resource, so a bad
-            # config is one line here, not a traceback halfway through a stack.
-            check(next((s for _, stacks in plans for s in stacks), ""), [], config)
-        except ValueError as error:
-            parser.error(f"--config {args.config}: {error}")
+    # --config applies to every project; without it a project's own policy-config.json does.
+    configs: dict[Path, Any] = {}
+    for project_dir, stacks in plans:
+        path = args.config
+        if path is None and (project_dir / PROJECT_POLICY_CONFIG).exists():
+            path = project_dir / PROJECT_POLICY_CONFIG
+        config = configs[project_dir] = _policy_config(parser, path)
+        if config is not None:
+            try:
+                # Settings and levels are read before any rule runs on a real resource, so a
+                # bad config is one line here, not a traceback halfway through a stack.
+                check(next(iter(stacks), ""), [], config)
+            except ValueError as error:
+                parser.error(f"--config {path}: {error}")
     failed = False
     errors: list[str] = []
     for project_dir, stacks in plans:
+        config = configs[project_dir]
         # Only a project other than jamjam is named to render(), so a test may stand in for
         # render with a one-argument function.
         where = {} if project_dir == rendering.ROOT else {"project_dir": project_dir}

@@ -1,0 +1,214 @@
+"""Reading a project's stack config, for projects built on the library (the examples under
+``examples/``). jamjam has its own declarative ``settings.py``; this is the small common part
+every other system needs: the operator's keys (VPS address, Cloudflare ids, SSH key, alert
+webhook), pinned images, hostnames inside the zone, numbers and switches.
+
+A project reads everything in its one specifics module, then calls :meth:`StackConfig.done`:
+every bad or missing key is one line (the key, what is wrong, a command that fixes it), all
+raised together before any resource is registered. Components never read config.
+
+    config = StackConfig()
+    zone = config.text("zone", example="example.com")
+    hostname = config.hostname("hostname", zone, example="api.example.com")
+    images = config.images(("api", "db", "cloudflared"))
+    operator = config.operator()
+    config.done()
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+import pulumi
+
+from jamjam_infra.host import SshArgs
+
+# name[:tag][@sha256:digest], a tag or a digest required: a deploy is reproducible and a
+# rollback is one config change.
+_IMAGE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_REQUIRED = object()
+
+
+class StackConfigError(pulumi.RunError):
+    """Missing or bad stack config: one line per key in ``lines``. Pulumi prints a RunError
+    without a traceback."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__("\n".join(self.lines))
+
+
+@dataclass(frozen=True)
+class Operator:
+    """What only the operator of a stack can set."""
+
+    account_id: str
+    zone_id: str
+    ssh: SshArgs
+    alert_webhook_url: pulumi.Output[str] | None
+
+
+class StackConfig:
+    """The project's config namespace (its name in Pulumi.yaml), read key by key."""
+
+    def __init__(self, config: pulumi.Config | None = None) -> None:
+        self._config = config or pulumi.Config()
+        self.namespace = self._config.name
+        self.stack = pulumi.get_stack()
+        self._errors: list[str] = []
+
+    # --- one key -------------------------------------------------------------------------
+
+    def _fix(self, key: str, example: Any, secret: bool = False) -> str:
+        path = "--path " if "." in key else ""
+        flag = "--secret " if secret else ""
+        return (f"pulumi config set {flag}{path}{shlex.quote(f'{self.namespace}:{key}')} "
+                f"{shlex.quote(str(example))}")
+
+    def _fail(self, key: str, problem: str, example: Any, secret: bool = False) -> None:
+        self._errors.append(f"{self.namespace}:{key} {problem}; fix: "
+                            f"{self._fix(key, example, secret)}")
+
+    def _read(self, key: str, example: Any, default: Any, parse: Callable[[Any], Any]) -> Any:
+        raw = self._config.get(key)
+        if raw is None:
+            if default is _REQUIRED:
+                self._fail(key, "is not set", example)
+                return None
+            return default
+        try:
+            return parse(raw)
+        except ValueError as err:
+            self._fail(key, f"{err}, got {raw!r}", example)
+            return None
+
+    def text(self, key: str, example: str, default: Any = _REQUIRED,
+             pattern: str | None = None) -> str:
+        def parse(raw: str) -> str:
+            if pattern and not re.fullmatch(pattern, raw):
+                raise ValueError(f"must look like {example!r}")
+            return raw
+        return self._read(key, example, default, parse)
+
+    def whole(self, key: str, default: int, low: int, high: int) -> int:
+        def parse(raw: str) -> int:
+            if not re.fullmatch(r"[0-9]+", raw.strip()) or not low <= int(raw) <= high:
+                raise ValueError(f"must be a whole number from {low} to {high}")
+            return int(raw)
+        return self._read(key, default, default, parse)
+
+    def flag(self, key: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            if raw.strip().lower() not in ("true", "false"):
+                raise ValueError("must be true or false")
+            return raw.strip().lower() == "true"
+        return self._read(key, str(not default).lower(), default, parse)
+
+    def zone(self, key: str = "zone", example: str = "example.com") -> str:
+        def parse(raw: str) -> str:
+            labels = raw.lower().rstrip(".").split(".")
+            if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+                raise ValueError("is not a DNS zone name")
+            return ".".join(labels)
+        return self._read(key, example, _REQUIRED, parse)
+
+    def hostname(self, key: str, zone: str | None, example: str) -> str:
+        def parse(raw: str) -> str:
+            name = raw.lower().rstrip(".")
+            if not all(_LABEL.match(label) for label in name.split(".")):
+                raise ValueError("is not a host name")
+            if zone and not (name == zone or name.endswith(f".{zone}")):
+                raise ValueError(f"must be inside the zone {zone}")
+            return name
+        return self._read(key, example, _REQUIRED, parse)
+
+    def images(self, roles: Iterable[str], key: str = "images") -> dict[str, str]:
+        """``<key>.<role>`` for each role: pinned image references (tag or digest)."""
+        found: dict[str, str] = {}
+        raw = self._config.get_object(key) or {}
+        if not isinstance(raw, Mapping):
+            self._fail(key, "must be a map of role: image", "{}")
+            return found
+        roles = tuple(roles)
+        for extra in sorted(set(raw) - set(roles)):
+            self._errors.append(f"{self.namespace}:{key}.{extra} is not a known image (known: "
+                                f"{', '.join(roles)}); fix: pulumi config rm --path "
+                                f"'{self.namespace}:{key}.{extra}'")
+        for role in roles:
+            value = raw.get(role)
+            example = f"registry.example/{role}:1.0.0"
+            if value is None:
+                self._fail(f"{key}.{role}", "is not set", example)
+                continue
+            match = _IMAGE.match(str(value))
+            if not match or not (match["tag"] or match["digest"]) or match["tag"] == "latest":
+                self._fail(f"{key}.{role}", f"must be an image pinned by tag or digest (not "
+                           f"latest), got {value!r}", example)
+                continue
+            found[role] = str(value)
+        return found
+
+    def secret(self, key: str, example: str) -> pulumi.Output[str]:
+        """A required secret the operator sets (``pulumi config set --secret``)."""
+        value = self._config.get_secret(key)
+        if value is None:
+            self._fail(key, "is not set", example, secret=True)
+            return pulumi.Output.secret("")
+        if not _is_secret_key(self._config, key):
+            self._fail(key, "is stored in plaintext in the stack file; it must be a secret",
+                       example, secret=True)
+        return value
+
+    def operator(self) -> Operator:
+        """vpsAddress, cloudflareAccountId, cloudflareZoneId, sshPrivateKey (secret), and the
+        optional ssh.user / ssh.hostKey / alertWebhookUrl (secret)."""
+        def ipv4(raw: str) -> str:
+            try:
+                address = ipaddress.IPv4Address(raw.strip())
+            except ipaddress.AddressValueError:
+                raise ValueError("is not an IPv4 address") from None
+            return str(address)
+
+        def cloudflare_id(raw: str) -> str:
+            if not _CLOUDFLARE_ID.match(raw):
+                raise ValueError("must be 32 lowercase hex digits")
+            return raw
+
+        address = self._read("vpsAddress", "203.0.113.10", _REQUIRED, ipv4)
+        account = self._read("cloudflareAccountId", "<32-hex account id>", _REQUIRED,
+                             cloudflare_id)
+        zone_id = self._read("cloudflareZoneId", "<32-hex zone id>", _REQUIRED, cloudflare_id)
+        ssh = self._config.get_object("ssh") or {}
+        user = str(ssh.get("user", "ops"))
+        if not _USER.match(user) or user == "root":
+            self._fail("ssh.user", f"must be a non-root user name, got {user!r}", "ops")
+        key = self.secret("sshPrivateKey", "\"$(cat ~/.ssh/id_ed25519)\"")
+        webhook = None
+        if self._config.get("alertWebhookUrl") is not None:
+            webhook = self.secret("alertWebhookUrl", "https://discord.com/api/webhooks/...")
+        return Operator(
+            account_id=account or "", zone_id=zone_id or "",
+            ssh=SshArgs(host=address or "", port=int(ssh.get("port", 22)), user=user,
+                        initial_user=str(ssh.get("initialUser", "root")),
+                        private_key=key,
+                        host_key=ssh.get("hostKey")),
+            alert_webhook_url=webhook,
+        )
+
+    def done(self) -> None:
+        if self._errors:
+            raise StackConfigError(self._errors)
+
+
+def _is_secret_key(config: pulumi.Config, key: str) -> bool:
+    # Exported by pulumi.runtime (its __all__); the offline render marks stand-ins the same way.
+    return pulumi.runtime.is_config_secret(config.full_key(key))

@@ -1,0 +1,50 @@
+"""R-Stream: Cloudflare Tunnel -> cloudflared -> the Node.js server (WebSocket); PostgreSQL and
+Redis on the internal network only; the database, archives/, recordings/ and logs copied to the
+R2 bucket rstream-backups, each with its retention.
+
+Composition only: the containers, route and schedules are in rstream.py, the building blocks in
+the jamjam_infra library.
+"""
+
+import pulumi
+
+import rstream
+from jamjam_infra.backup import Backup
+from jamjam_infra.dir_sync import DirSync
+from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.log_archive import LogUpload, LogUploadArgs
+from jamjam_infra.operations import Operations
+from jamjam_infra.r2_store import R2Store
+from jamjam_infra.tunnel import Tunnel, TunnelArgs
+
+config = rstream.load()
+app = rstream.app(config)
+
+tunnel = Tunnel("live", TunnelArgs(
+    account_id=config.operator.account_id,
+    zone_id=config.operator.zone_id,
+    tunnel_name=config.tunnel_name,
+    routes=rstream.routes(config, app),
+))
+
+vps = Host(rstream.HOST, HostArgs(
+    ssh=config.operator.ssh,
+    stack=config.stack,
+    network=rstream.NETWORK,
+    containers=rstream.containers(config, app, tunnel_token=tunnel.token),
+))
+
+ops = Operations("ops", rstream.operations(config, vps.connection, vps.ready))
+offsite = R2Store("offsite", rstream.store(config, app, vps.connection, vps.ready))
+LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
+                                prefix=rstream.CONTAINER_LOG_PREFIX))
+backup = Backup("db-backup", rstream.backup(config, app, vps.connection, vps.ready, offsite,
+                                            after=[ops]))
+media = DirSync("media", rstream.sync(config, vps.connection, vps.ready, offsite, after=[ops]))
+
+pulumi.export("url", config.url)
+pulumi.export("tunnelName", config.tunnel_name)
+pulumi.export("tunnelId", tunnel.tunnel_id)
+pulumi.export("offsiteBucket", offsite.bucket_name)
+pulumi.export("backupJobs", sorted([*backup.jobs, *media.jobs]))
+pulumi.export("operatorChecks", rstream.operator_checks(config))

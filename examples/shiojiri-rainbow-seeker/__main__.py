@@ -1,0 +1,50 @@
+"""Shiojiri Rainbow Seeker: Cloudflare Tunnel -> cloudflared -> the Rails API (Puma); a Solid
+Queue worker from the same image; PostgreSQL with PostGIS, dumped daily (kept 30 days) and
+every 6 hours (kept 7) to R2; uploaded images in their own R2 bucket, kept for ever.
+
+Composition only: the containers, route and schedules are in shiojiri.py, the building blocks
+in the jamjam_infra library.
+"""
+
+import pulumi
+
+import shiojiri
+from jamjam_infra.backup import Backup
+from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.log_archive import LogUpload, LogUploadArgs
+from jamjam_infra.operations import Operations
+from jamjam_infra.r2_store import R2Store
+from jamjam_infra.tunnel import Tunnel, TunnelArgs
+
+config = shiojiri.load()
+images = R2Store("images", shiojiri.image_store(config))
+app = shiojiri.app(config, images.credentials)
+
+tunnel = Tunnel("api", TunnelArgs(
+    account_id=config.operator.account_id,
+    zone_id=config.operator.zone_id,
+    tunnel_name=config.tunnel_name,
+    routes=shiojiri.routes(config, app),
+))
+
+vps = Host(shiojiri.HOST, HostArgs(
+    ssh=config.operator.ssh,
+    stack=config.stack,
+    network=shiojiri.NETWORK,
+    containers=shiojiri.containers(config, app, tunnel_token=tunnel.token),
+))
+
+ops = Operations("ops", shiojiri.operations(config, vps.connection, vps.ready))
+offsite = R2Store("offsite", shiojiri.backup_store(config, app, vps.connection, vps.ready))
+LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
+                                prefix=shiojiri.LOG_PREFIX))
+backup = Backup("db-backup", shiojiri.backup(config, app, vps.connection, vps.ready, offsite,
+                                             after=[ops]))
+
+pulumi.export("url", config.url)
+pulumi.export("tunnelName", config.tunnel_name)
+pulumi.export("tunnelId", tunnel.tunnel_id)
+pulumi.export("offsiteBucket", offsite.bucket_name)
+pulumi.export("imageBucket", images.bucket_name)
+pulumi.export("backupJobs", sorted(backup.jobs))
+pulumi.export("operatorChecks", shiojiri.operator_checks(config))

@@ -1,0 +1,221 @@
+"""Shiojiri Rainbow Seeker's specifics on the jamjam_infra library (SYSTEMS.md, "Shiojiri
+Rainbow Seeker"): the Rails API (Puma), its Solid Queue worker from the same image,
+PostgreSQL with PostGIS, the tunnel route, the image store, backups and stack config. Every
+name shared between containers, routes and jobs is spelled here once.
+
+Their kamal-proxy (Traefik on 80/443, Let's Encrypt) is replaced by the tunnel route; nothing
+is published. Their S3 image store is an R2 bucket the API reaches with a bucket-scoped key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
+from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, PostDeploy, Volume
+from jamjam_infra.operations import OperationsArgs
+from jamjam_infra.project_settings import Operator, StackConfig
+from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
+from jamjam_infra.secrets import generated_secret
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
+
+HOST = "vps"
+NETWORK = "shiojiri"
+
+API = "shiojiri-api"
+WORKER = "shiojiri-worker"
+DB = "shiojiri-db"
+CLOUDFLARED = "shiojiri-cloudflared"
+API_ALIAS = "api"
+DB_ALIAS = "db"
+API_PORT = 3000
+DB_PORT = 5432
+DB_NAME = "rainbow_seeker_production"
+DB_USER = "rainbow"
+HEALTH_PATH = "/up"
+"""Rails' own health endpoint (Rails::HealthController)."""
+
+BACKUP = "shiojiri-db-backup"
+# A full dump daily kept 30 days, and another every 6 hours kept 7 (their document calls the
+# second "differential"; pg_dump has no such mode, so both are full dumps). R2 keeps each as
+# long as the host does.
+BACKUP_SETS = (
+    BackupSet("daily", "0 3 * * *", keep_days=30),
+    BackupSet("every-6h", "0 */6 * * *", keep_days=7),
+)
+# The newest dump is at most 6 hours old, plus the time a dump takes.
+DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=7)
+LOG_PREFIX = "logs/"
+LOG_DAYS = 30
+# Memory warning 80 %, database disk warning 80 % (their document): the resource job has one
+# level per metric and alerts over it, so the warning levels are the thresholds.
+MEMORY_ALERT_OVER = 79
+DISK_ALERT_OVER = 79
+ROLES = ("api", "db", "cloudflared")
+_BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
+
+
+@dataclass(frozen=True)
+class Config:
+    stack: str
+    zone: str
+    hostname: str
+    images: dict[str, str]
+    backup_bucket: str
+    image_bucket: str
+    external_checks: bool
+    operator: Operator
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.hostname}"
+
+    @property
+    def tunnel_name(self) -> str:
+        return f"shiojiri-rainbow-seeker-{self.stack}"
+
+
+def load() -> Config:
+    config = StackConfig()
+    zone = config.zone(example="shiojiri-rainbow.app")
+    result = Config(
+        stack=config.stack,
+        zone=zone,
+        hostname=config.hostname("hostname", zone, "api.shiojiri-rainbow.app"),
+        images=config.images(ROLES),
+        backup_bucket=config.text("backupBucket", "shiojiri-rainbow-backups", pattern=_BUCKET),
+        image_bucket=config.text("imageBucket", "shiojiri-rainbow-images", pattern=_BUCKET),
+        external_checks=config.flag("externalHealthChecks", False),
+        operator=config.operator(),
+    )
+    config.done()
+    return result
+
+
+def image_store(config: Config) -> R2StoreArgs:
+    """The bucket the API keeps uploaded images in: no lifecycle rule (kept for ever), no host
+    config (only the API writes to it)."""
+    return R2StoreArgs(
+        account_id=config.operator.account_id, bucket=config.image_bucket,
+        token_name=f"shiojiri-rainbow-seeker-{config.stack}-images",
+        connection=None, host_ready=None, config_path=None)
+
+
+@dataclass(frozen=True)
+class App:
+    db: ContainerSpec
+    api: ContainerSpec
+    worker: ContainerSpec
+
+
+def app(config: Config, images: S3Credentials) -> App:
+    password = generated_secret("db-password")
+    db = ContainerSpec(
+        role="db", name=DB, image=config.images["db"], host=HOST,
+        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
+        secret_env={"POSTGRES_PASSWORD": password},
+        volumes=(Volume("shiojiri-db-data", "/var/lib/postgresql/data"),),
+        aliases=(DB_ALIAS,),
+        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
+        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
+        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
+        backup_job=BACKUP,
+    )
+    # The API and the worker run the same image with the same environment.
+    env = {
+        "RAILS_ENV": "production",
+        "RAILS_LOG_TO_STDOUT": "1",
+        "PORT": str(API_PORT),
+        # The image store, under the AWS SDK's own variable names (ActiveStorage's S3 service).
+        "AWS_REGION": images.region,
+        "AWS_ENDPOINT_URL_S3": images.endpoint,
+        "S3_BUCKET": images.bucket,
+    }
+    secret_env = {
+        "DATABASE_URL": password.apply(
+            lambda pw: f"postgis://{DB_USER}:{pw}@{DB_ALIAS}:{DB_PORT}/{DB_NAME}"),
+        "SECRET_KEY_BASE": generated_secret("secret-key-base", length=128),
+        "AWS_ACCESS_KEY_ID": images.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": images.secret_access_key,
+    }
+    api = ContainerSpec(
+        role="api", name=API, image=config.images["api"], host=HOST,
+        env=env, secret_env=secret_env,
+        aliases=(API_ALIAS,),
+        # Rails' Dockerfile template installs curl.
+        healthcheck=Healthcheck(("curl", "-fsS", "-o", "/dev/null",
+                                 f"http://127.0.0.1:{API_PORT}{HEALTH_PATH}"),
+                                start_period_s=30),
+        depends_on=("db",),
+        # Migrations run in the new image before it serves, and fail the deploy if they fail.
+        post_deploy=PostDeploy((("./bin/rails", "db:migrate"),)),
+    )
+    worker = ContainerSpec(
+        role="worker", name=WORKER, image=config.images["api"], host=HOST,
+        command=("./bin/jobs",),
+        env=env, secret_env=secret_env,
+        # Is a Solid Queue supervisor running? ruby is in the image; pgrep need not be.
+        healthcheck=Healthcheck(("ruby", "-e", "exit Dir['/proc/[0-9]*/cmdline'].any? { |f| "
+                                 "(File.read(f) rescue '').include?('solid-queue') }"),
+                                start_period_s=30),
+        # After the API, whose post-deploy step migrated the schema the jobs use.
+        depends_on=("api",),
+    )
+    return App(db=db, api=api, worker=worker)
+
+
+def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("api",))
+
+
+def containers(config: Config, specs: App,
+               tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
+    return [specs.db, specs.api, specs.worker, _cloudflared(config, tunnel_token)]
+
+
+def routes(config: Config, specs: App) -> list[Route]:
+    check = ExternalCheck(path=HEALTH_PATH, expected_codes=("2xx",))
+    return [Route(name="api", hostname=config.hostname, origin=specs.api.origin(API_PORT),
+                  check=check if config.external_checks else None)]
+
+
+def backup_store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
+                 host_ready: pulumi.Resource) -> R2StoreArgs:
+    return R2StoreArgs(
+        account_id=config.operator.account_id, bucket=config.backup_bucket,
+        token_name=f"shiojiri-rainbow-seeker-{config.stack}-offsite", connection=connection,
+        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.backup_bucket}.conf",
+        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
+    )
+
+
+def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
+           host_ready: pulumi.Resource, offsite: R2Store,
+           after: list[pulumi.Resource]) -> BackupArgs:
+    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
+                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
+                      after=after)
+
+
+def operations(config: Config, connection: command.remote.ConnectionArgs,
+               host_ready: pulumi.Resource) -> OperationsArgs:
+    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
+                          webhook_url=config.operator.alert_webhook_url,
+                          disk_alert_percent=DISK_ALERT_OVER,
+                          memory_alert_percent=MEMORY_ALERT_OVER)
+
+
+def operator_checks(config: Config) -> list[str]:
+    ssh = config.operator.ssh
+    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
+    return [
+        f"curl -fsS {config.url}{HEALTH_PATH}",
+        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
+        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/ "
+        f"/var/backups/jamjam/{BACKUP}/every-6h/",
+        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-every-6h -t jamjam-{BACKUP}-restore-drill",
+    ]

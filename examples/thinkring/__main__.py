@@ -1,0 +1,48 @@
+"""thinkRing: Cloudflare Tunnel -> cloudflared -> /api/ to the Django backend, the rest to the
+Svelte front end; PostgreSQL 15 with daily dumps to R2 and a weekly restore drill.
+
+Composition only: thinkRing's containers, routes and schedules are in thinkring.py, the
+building blocks in the jamjam_infra library.
+"""
+
+import pulumi
+
+import thinkring
+from jamjam_infra.backup import Backup
+from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.log_archive import LogUpload, LogUploadArgs
+from jamjam_infra.operations import Operations
+from jamjam_infra.r2_store import R2Store
+from jamjam_infra.tunnel import Tunnel, TunnelArgs
+
+config = thinkring.load()
+secrets = thinkring.generate_secrets()
+app = thinkring.app(config, secrets)
+
+tunnel = Tunnel("web", TunnelArgs(
+    account_id=config.operator.account_id,
+    zone_id=config.operator.zone_id,
+    tunnel_name=config.tunnel_name,
+    routes=thinkring.routes(config, app),
+))
+
+vps = Host(thinkring.HOST, HostArgs(
+    ssh=config.operator.ssh,
+    stack=config.stack,
+    network=thinkring.NETWORK,
+    containers=thinkring.containers(config, app, tunnel_token=tunnel.token),
+))
+
+ops = Operations("ops", thinkring.operations(config, vps.connection, vps.ready))
+offsite = R2Store("offsite", thinkring.store(config, app, vps.connection, vps.ready))
+LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
+                                prefix=thinkring.LOG_PREFIX))
+backup = Backup("db-backup", thinkring.backup(config, app, vps.connection, vps.ready, offsite,
+                                              after=[ops]))
+
+pulumi.export("url", config.url)
+pulumi.export("tunnelName", config.tunnel_name)
+pulumi.export("tunnelId", tunnel.tunnel_id)
+pulumi.export("offsiteBucket", offsite.bucket_name)
+pulumi.export("backupJobs", sorted(backup.jobs))
+pulumi.export("operatorChecks", thinkring.operator_checks(config))

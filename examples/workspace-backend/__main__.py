@@ -1,0 +1,48 @@
+"""workspace-backend: Cloudflare Tunnel -> cloudflared -> the work tracker API; the Twitch bot
+calls the tracker on the internal network; PostgreSQL with daily dumps to R2 and a monthly
+restore drill.
+
+Composition only: the containers, route and schedules are in workspace.py, the building blocks
+in the jamjam_infra library.
+"""
+
+import pulumi
+
+import workspace
+from jamjam_infra.backup import Backup
+from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.log_archive import LogUpload, LogUploadArgs
+from jamjam_infra.operations import Operations
+from jamjam_infra.r2_store import R2Store
+from jamjam_infra.tunnel import Tunnel, TunnelArgs
+
+config = workspace.load()
+app = workspace.app(config)
+
+tunnel = Tunnel("api", TunnelArgs(
+    account_id=config.operator.account_id,
+    zone_id=config.operator.zone_id,
+    tunnel_name=config.tunnel_name,
+    routes=workspace.routes(config, app),
+))
+
+vps = Host(workspace.HOST, HostArgs(
+    ssh=config.operator.ssh,
+    stack=config.stack,
+    network=workspace.NETWORK,
+    containers=workspace.containers(config, app, tunnel_token=tunnel.token),
+))
+
+ops = Operations("ops", workspace.operations(config, vps.connection, vps.ready))
+offsite = R2Store("offsite", workspace.store(config, app, vps.connection, vps.ready))
+LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
+                                prefix=workspace.LOG_PREFIX))
+backup = Backup("db-backup", workspace.backup(config, app, vps.connection, vps.ready, offsite,
+                                              after=[ops]))
+
+pulumi.export("url", config.url)
+pulumi.export("tunnelName", config.tunnel_name)
+pulumi.export("tunnelId", tunnel.tunnel_id)
+pulumi.export("offsiteBucket", offsite.bucket_name)
+pulumi.export("backupJobs", sorted(backup.jobs))
+pulumi.export("operatorChecks", workspace.operator_checks(config))

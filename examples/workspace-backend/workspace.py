@@ -1,0 +1,201 @@
+"""workspace-backend's specifics on the jamjam_infra library (SYSTEMS.md, "workspace-backend"):
+the work tracker API, the Twitch bot, PostgreSQL, their tunnel route, backups and stack config.
+Every name shared between containers, routes and jobs is spelled here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
+from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, LogRotation, Volume
+from jamjam_infra.operations import OperationsArgs
+from jamjam_infra.project_settings import Operator, StackConfig
+from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.secrets import generated_secret
+from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
+
+HOST = "vps"
+NETWORK = "workspace"
+
+TRACKER = "work-tracker"
+BOT = "twitch-bot"
+DB = "workspace-db"
+CLOUDFLARED = "workspace-cloudflared"
+TRACKER_ALIAS = "work-tracker"
+DB_ALIAS = "db"
+TRACKER_PORT = 8000
+DB_PORT = 5432
+DB_NAME = "workspace"
+DB_USER = "workspace"
+HEALTH_PATH = "/health"
+TRACKER_URL = f"http://{TRACKER_ALIAS}:{TRACKER_PORT}"
+"""The tracker on the internal network, for the bot."""
+
+BACKUP = "workspace-db-backup"
+# json-file 10 MB x 3 (their document). "Keep at least 7 days" is more than 30 MB a container
+# may hold on a busy day, so every line also goes to R2, kept 30 days.
+LOGS = LogRotation(max_size="10m", max_file=3)
+LOG_PREFIX = "logs/"
+LOG_DAYS = 30
+BACKUP_SETS = (
+    # pg_dump every day at 03:00, inside the 03:00-04:00 maintenance window; 7 days on the
+    # host (their document), a month in R2.
+    BackupSet("daily", "0 3 * * *", keep_days=7, offsite_days=30),
+)
+# "A restore test once a month": the 1st at 04:30, after the window; the newest dump must be
+# from the last 25 hours (a daily schedule plus the time a dump takes).
+DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=25)
+# "At or above 80 % / 90 %": the resource job alerts when use is over the threshold, in whole
+# percent, so 79 and 89.
+DISK_ALERT_OVER = 79
+MEMORY_ALERT_OVER = 89
+ROLES = ("tracker", "bot", "db", "cloudflared")
+
+
+@dataclass(frozen=True)
+class Config:
+    stack: str
+    zone: str
+    hostname: str
+    images: dict[str, str]
+    twitch_client_id: str
+    twitch_client_secret: pulumi.Output[str]
+    bucket: str
+    external_checks: bool
+    operator: Operator
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.hostname}"
+
+    @property
+    def tunnel_name(self) -> str:
+        return f"workspace-backend-{self.stack}"
+
+
+def load() -> Config:
+    config = StackConfig()
+    zone = config.zone()
+    result = Config(
+        stack=config.stack,
+        zone=zone,
+        hostname=config.hostname("hostname", zone, "work-tracker.example.com"),
+        images=config.images(ROLES),
+        twitch_client_id=config.text("twitchClientId", "<client id from dev.twitch.tv>"),
+        twitch_client_secret=config.secret("twitchClientSecret", "<client secret>"),
+        bucket=config.text("bucket", "workspace-backend-backups",
+                           pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
+        external_checks=config.flag("externalHealthChecks", False),
+        operator=config.operator(),
+    )
+    config.done()
+    return result
+
+
+@dataclass(frozen=True)
+class App:
+    db: ContainerSpec
+    tracker: ContainerSpec
+    bot: ContainerSpec
+
+
+def app(config: Config) -> App:
+    password = generated_secret("db-password")
+    db = ContainerSpec(
+        role="db", name=DB, image=config.images["db"], host=HOST,
+        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
+        secret_env={"POSTGRES_PASSWORD": password},
+        volumes=(Volume("workspace-db-data", "/var/lib/postgresql/data"),),
+        aliases=(DB_ALIAS,),
+        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
+        logs=LOGS,
+        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
+        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
+        backup_job=BACKUP,
+    )
+    tracker = ContainerSpec(
+        role="tracker", name=TRACKER, image=config.images["tracker"], host=HOST,
+        env={"ENV": "production", "PORT": str(TRACKER_PORT)},
+        # Built from the generated password, so the db and the tracker agree by construction.
+        secret_env={"DATABASE_URL": password.apply(
+            lambda pw: f"postgres://{DB_USER}:{pw}@{DB_ALIAS}:{DB_PORT}/{DB_NAME}")},
+        aliases=(TRACKER_ALIAS,),
+        # Assumes curl in the image (not given); the external check asks the same endpoint.
+        healthcheck=Healthcheck(("curl", "-fsS", "-o", "/dev/null",
+                                 f"http://127.0.0.1:{TRACKER_PORT}{HEALTH_PATH}")),
+        logs=LOGS,
+        depends_on=("db",),
+    )
+    bot = ContainerSpec(
+        role="bot", name=BOT, image=config.images["bot"], host=HOST,
+        # The variable's name for the tracker's URL is not given; TRACKER_URL is assumed.
+        env={"ENV": "production", "TWITCH_CLIENT_ID": config.twitch_client_id,
+             "TRACKER_URL": TRACKER_URL},
+        secret_env={"TWITCH_CLIENT_SECRET": config.twitch_client_secret},
+        healthcheck=Healthcheck(("pgrep", "-f", "twitch-bot")),
+        logs=LOGS,
+        depends_on=("tracker",),
+    )
+    return App(db=db, tracker=tracker, bot=bot)
+
+
+def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerSpec:
+    return cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
+                       depends_on=("tracker",), logs=LOGS)
+
+
+def containers(config: Config, specs: App,
+               tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
+    """In start order: the database, the tracker, the bot that calls it, the tunnel."""
+    return [specs.db, specs.tracker, specs.bot, _cloudflared(config, tunnel_token)]
+
+
+def routes(config: Config, specs: App) -> list[Route]:
+    # /health from outside every 5 minutes, an alert after 2 failures in a row.
+    check = ExternalCheck(path=HEALTH_PATH, expected_codes=("2xx",), interval_s=300,
+                          consecutive_fails=2)
+    return [Route(name="tracker", hostname=config.hostname,
+                  origin=specs.tracker.origin(TRACKER_PORT),
+                  check=check if config.external_checks else None)]
+
+
+def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
+          host_ready: pulumi.Resource) -> R2StoreArgs:
+    """One bucket for the off-site dumps and the container logs."""
+    return R2StoreArgs(
+        account_id=config.operator.account_id, bucket=config.bucket,
+        token_name=f"workspace-backend-{config.stack}-offsite", connection=connection,
+        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
+        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
+    )
+
+
+def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
+           host_ready: pulumi.Resource, offsite: R2Store,
+           after: list[pulumi.Resource]) -> BackupArgs:
+    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
+                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
+                      after=after)
+
+
+def operations(config: Config, connection: command.remote.ConnectionArgs,
+               host_ready: pulumi.Resource) -> OperationsArgs:
+    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
+                          webhook_url=config.operator.alert_webhook_url,
+                          disk_alert_percent=DISK_ALERT_OVER,
+                          memory_alert_percent=MEMORY_ALERT_OVER)
+
+
+def operator_checks(config: Config) -> list[str]:
+    ssh = config.operator.ssh
+    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
+    return [
+        f"curl -fsS {config.url}{HEALTH_PATH}",
+        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
+        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/",
+        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill",
+    ]
