@@ -212,8 +212,8 @@ def test_runs_killed_midway_then_rerun(archive, s3):
         run.communicate(timeout=10)
         s3.objects()  # every object there so far must be whole
     for c in (echo, signaling):
-        assert c.rotated(3).exists(), f"{c.name} never rotated far: the test proves less than it says"
-        assert c.on_disk() == c.written, f"Docker's retention deleted {c.name} lines: resize the test"
+        assert c.rotated(3).exists(), f"{c.name} rotated less than the test means to cover"
+        assert c.on_disk() == c.written, f"Docker's retention deleted {c.name} lines: resize"
     result = archive.run()
     assert result.returncode == 0, result.stderr
     assert_archived(s3, echo, signaling)
