@@ -89,10 +89,6 @@ class SshSettings:
     private_key: pulumi.Output[str]
     host_key: str | None
 
-    @property
-    def host_key_pinned(self) -> bool:
-        return self.host_key is not None
-
 
 @dataclass(frozen=True)
 class LogArchiveSettings:
@@ -145,46 +141,6 @@ class Settings:
     containers: Mapping[str, ContainerOverrides] = field(
         default_factory=lambda: MappingProxyType({r: ContainerOverrides() for r in CONTAINER_ROLES}))
     """Hardening overrides for every role in CONTAINER_ROLES (all None when unset)."""
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"jamjam-{self.stack}"
-
-    @property
-    def signaling_url(self) -> str:
-        return f"wss://{self.signaling_hostname}"
-
-    @property
-    def echo_address(self) -> str:
-        return f"{self.vps_address}:{self.echo_port}"
-
-    @property
-    def signaling_origin(self) -> str:
-        """Where cloudflared sends tunnel traffic: the signaling container on the bridge."""
-        return f"http://signaling-server:{self.signaling_port}"
-
-    @property
-    def public_ports(self) -> tuple[str, ...]:
-        """Ports the firewall opens besides SSH."""
-        return (f"{self.echo_port}/udp",)
-
-    @property
-    def docker_host(self) -> str:
-        return f"ssh://{self.ssh.user}@{self.ssh.host}:{self.ssh.port}"
-
-    @property
-    def operator_checks(self) -> list[str]:
-        """SPEC's runbook checks, spelled out for this stack."""
-        ssh = f"ssh -p {self.ssh.port} {self.ssh.user}@{self.ssh.host}"
-        checks = [
-            f"curl -I https://{self.signaling_hostname}",
-            f"{ssh} docker ps --filter label=jamjam.stack={self.stack}",
-            f"{ssh} docker exec jamjam-echo pgrep echo-server",
-        ]
-        if self.log_archive:
-            checks.append(f"{ssh} sudo rclone --config /etc/jamjam/rclone.conf "
-                          f"ls r2:{self.log_archive.bucket} --max-depth 1")
-        return checks
 
 
 # --- parsers: value in, parsed value out, ValueError(problem) on a bad value ----------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
-# rclone against a local S3 server, shellcheck on every shipped script, PostgreSQL for the
-# backup and restore-drill scripts). Idempotent: does
+# rclone against a local S3 server, shellcheck on every shipped script, ssh-agent and node for the
+# CI scripts and the PR-comment script, PostgreSQL for the backup and restore-drill scripts,
+# docker.io for a real dockerd). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -18,11 +19,18 @@ declare -A needed=(
   [gzip]=gzip
   [logger]=bsdutils
   [sshd]=openssh-server
+  [ssh-agent]=openssh-client
+  [ssh-keygen]=openssh-client
+  [node]=nodejs
   [sudo]=sudo
   [visudo]=sudo
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
+  # tests/test_docker_daemon.py: a real dockerd in a network namespace, a static busybox image
+  [dockerd]=docker.io
+  [nsenter]=util-linux
+  [busybox]=busybox-static
   [runuser]=util-linux
   [pg_restore]=postgresql-client
 )

@@ -269,6 +269,9 @@ class DockerHost:
     name: str
     provider: docker.Provider
     network: docker.Network
+    network_name: str
+    """The network's Docker name as a plain string (``network.name`` is an Output, unknown at
+    preview), so a command that names it is known at preview."""
     connection: command.remote.ConnectionArgs
     ready: pulumi.Resource
     stack: str
@@ -434,7 +437,9 @@ def _post_deploy(name: str, spec: ContainerSpec, host: DockerHost, image: docker
     the same network with the same env, runs while the old one still serves; the serving
     container depends on it, so a failed migration fails the update before anything is
     replaced. Its trigger is the image id: a new image migrates again, nothing else does
-    (env changes rerun it too, harmlessly: migrations are idempotent).
+    (env changes rerun it too, harmlessly: migrations are idempotent). Its command line names
+    the image and network by their plain names, so it is known at a preview (where the policy
+    pack reads it) even when the image is new.
 
     The env, secrets included, goes to an env file that `mktemp` creates 0600 on the host,
     filled from stdin (kept encrypted in state), removed on exit: never a command line.
@@ -450,30 +455,34 @@ def _post_deploy(name: str, spec: ContainerSpec, host: DockerHost, image: docker
             raise SpecError(f"container {spec.name!r}: env values cannot span lines "
                              "(docker env files are one variable per line)")
 
-    def script(args: list) -> str:
-        network, image_id = args
-        flags = docker_run_flags(spec, network)
+    def script(network: str) -> str:
+        # The image by the reference the RemoteImage pulled (spec.image, a plain string), not by
+        # its id: the id is unknown at preview, and a create unknown at preview fails the port
+        # policies closed. `--pull never` keeps it exact: docker run would otherwise pull a
+        # missing tag from the registry, where it may have moved since; the RemoteImage this
+        # command depends on has just pulled it (keep_locally), so it is there.
+        flags = [*docker_run_flags(spec, network), "--pull", "never"]
         if post.entrypoint is not None:
             flags += ["--entrypoint", post.entrypoint[0]]
         runs = []
         for argv in post.commands:
             rest = [*post.entrypoint[1:], *argv] if post.entrypoint else list(argv)
             runs.append(sudo("docker", "run", *flags) + ' --env-file "$f" '
-                        + shlex.join([image_id, *rest]))
-        return "\n".join([
+                        + shlex.join([spec.image, *rest]))
+        return "bash -c " + shlex.quote("\n".join([
             "set -eu",
             'f=$(sudo -n mktemp /run/jamjam-post-deploy.XXXXXX)',
             "trap 'sudo -n rm -f \"$f\"' EXIT",
             'sudo -n tee "$f" >/dev/null',
             *runs,
-        ])
+        ]))
 
     return command.remote.Command(
         f"{name}-post-deploy",
         connection=host.connection,
-        create=pulumi.Output.all(host.network.name, image.image_id).apply(
-            lambda args: "bash -c " + shlex.quote(script(args))),
+        create=script(host.network_name),
         stdin=env_file,
+        # The image id reruns it for every new image (a new pin, or the same tag pulled anew).
         triggers=[image.image_id],
         # Secrets are in the env; a migration printing its settings must not land in logs.
         logging=(command.remote.Logging.NONE if spec.secret_env

@@ -129,7 +129,7 @@ class Host(pulumi.ComponentResource):
         old = args.moved_from
         host = DockerHost(name=name, provider=provider, network=network,
                           connection=self.connection, ready=self.ready, stack=args.stack,
-                          labels=args.labels,
+                          labels=args.labels, network_name=args.network,
                           moved_from=pulumi.create_urn(old.name, old.type) if old else None)
         # Specs come in dependency order (checked by _check_placement).
         for spec in args.containers:

@@ -8,19 +8,18 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra._remote import digest, read_file, remote_file, remote_script
+from jamjam_infra._remote import read_file, remote_file, remote_script
 from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs, script_path
 
 ALERT_SCRIPT = "jamjam-alert.sh"
 WEBHOOK_FILE = "/etc/jamjam/alert-webhook"
 _UPGRADES = "unattended-upgrades"
-# The distribution's own unattended-upgrades does the work; these files only scope it to
-# security updates and move its run into the maintenance window.
+# The distribution's own unattended-upgrades does the work; this file only turns it on and
+# scopes it to security updates. One owner per file: Pulumi owns this one (a name of our own,
+# read after the distribution's files, never one of theirs); os-updates.sh owns the timer
+# drop-in that moves the run into the maintenance window, and the package it may install.
 _UPGRADE_FILES = {
     "52jamjam-unattended-upgrades": "/etc/apt/apt.conf.d/52jamjam-unattended-upgrades",
-    "20auto-upgrades": "/etc/apt/apt.conf.d/20auto-upgrades",
-    "apt-daily-upgrade-window.conf":
-        "/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf",
 }
 MAINTENANCE_REBOOT_TIME = "03:30"
 
@@ -95,19 +94,14 @@ class Operations(pulumi.ComponentResource):
 
     def _os_updates(self, name: str, args: OperationsArgs,
                     after: pulumi.ResourceOptions) -> None:
-        files = []
         for source, path in _UPGRADE_FILES.items():
             content = (read_file(f"{_UPGRADES}/{source}")
                        .replace("@AUTOMATIC_REBOOT@",
                                 "true" if args.os_updates_reboot else "false")
                        .replace("@REBOOT_TIME@", MAINTENANCE_REBOOT_TIME))
-            files.append((content, remote_file(f"{name}-upgrades-{source.split('-')[0]}",
-                                               args.connection, path, content, mode="0644",
-                                               opts=after)))
-        # Reinstalls nothing when the files are unchanged; a change to them reloads systemd
-        # so the new timer window takes effect.
+            remote_file(f"{name}-upgrades-{source.split('-')[0]}", args.connection, path,
+                        content, mode="0644", opts=after)
+        # apt reads its settings afresh on every run, so a change to them needs no step here;
+        # a change to the script (the window) runs apply again.
         remote_script(f"{name}-os-updates", args.connection, "os-updates.sh", ["apply"],
-                      delete_args=["remove", *_UPGRADE_FILES.values()],
-                      triggers=[digest("".join(content for content, _ in files))],
-                      opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(
-                          depends_on=[resource for _, resource in files])))
+                      delete_args=["remove"], opts=after)

@@ -130,7 +130,12 @@ def test_each_is_a_pulumi_project_on_the_installed_library(name):
 def test_each_passes_the_policy_pack_with_its_config(stacks, name):
     violations = check("production", stacks[name].resources,
                        project_policy_config(EXAMPLES[name]))
-    assert violations == [], [v.message for v in violations]
+    mandatory = [v.message for v in violations if v.level == "mandatory"]
+    assert mandatory == []
+    # Read-only root and a non-root user stay advisory: these images' contents are not known
+    # here, so the library leaves both switches off for them (README "Hardening").
+    assert {v.policy for v in violations} <= {"container-read-only-rootfs",
+                                              "container-non-root-user"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -221,7 +226,7 @@ def test_make_plan_examples_says_what_each_declares():
     assert result.returncode == 0, result.stderr
     for name in EXAMPLES:
         assert f"Project {name} (examples/{name}), stack production:" in result.stdout
-    assert result.stdout.count("Policies: every rule passes.") == 4
+    assert "Policies, mandatory" not in result.stdout
     assert "https://thinkring.example.com path ^/api/ -> http://backend:8000" in result.stdout
     assert "firewall opens 22/tcp (ssh), nothing else" in result.stdout
     assert result.stdout.count("OS security updates (unattended-upgrades): *-*-* 03:00; reboot by "

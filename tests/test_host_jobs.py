@@ -175,8 +175,9 @@ def test_os_updates_use_unattended_upgrades_in_the_window_without_reboot(product
     config = files["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
     assert 'Unattended-Upgrade::Automatic-Reboot "false"' in config
     assert "@AUTOMATIC_REBOOT@" not in config and "@REBOOT_TIME@" not in config
-    window = files["/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf"]
-    assert "03:00" in window
+    # The window is a drop-in os-updates.sh owns (tests/test_ops_os_updates.py runs it).
+    script = production.named("ops-os-updates")
+    assert "OnCalendar=*-*-* 03:00" in script.inputs["stdin"]
     rebooting = render("production", overrides={"operations": {"osUpdatesReboot": True}})
     assert 'Unattended-Upgrade::Automatic-Reboot "true"' in \
         _files(rebooting)["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]

@@ -14,13 +14,13 @@ from typing import Callable
 
 import pulumi
 import pytest
-from pulumi.runtime import settings as runtime_settings
 
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
 from jamjam_infra.host import Host, HostArgs, MovedFrom, SshArgs
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
+from tools import _pulumi_compat as compat
 from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
 
 CONTAINER = "docker:index/container:Container"
@@ -62,7 +62,7 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     monitor = _Monitor(mocks)
     RETAINED.clear()
     ALIASES.clear()
-    runtime_settings.set_root_resource(None)
+    compat.reset_root_resource()
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="library", stack=stack, preview=False,
                              monitor=monitor)
@@ -159,8 +159,12 @@ def test_post_deploy_runs_the_new_image_before_the_container_with_env_on_stdin()
         assert argv[:4] == ["sudo", "-n", "docker", "run"] and "--rm" in argv
         assert argv[argv.index("--network") + 1] == "web"
         assert argv[argv.index("--env-file") + 1] == "$f" and ' --env-file "$f" ' in line
-        assert _image_id(stack, "web-app-image") in argv and argv[-2] == last
+        # The reference the RemoteImage pulled, never pulled again by the run itself: the
+        # same image, and a command known at preview (the id is in the trigger).
+        assert image.inputs["name"] in argv and argv[-2] == last
+        assert argv[argv.index("--pull") + 1] == "never"
         assert "--cap-drop" in argv and "--pids-limit" in argv
+    assert _image_id(stack, "web-app-image") not in create
     # Nothing secret on the command line.
     assert "DJANGO_SECRET_KEY" not in create and reveal(run.inputs["stdin"]).split(
         "DJANGO_SECRET_KEY=")[1].split("\n")[0] not in create

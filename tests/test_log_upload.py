@@ -192,7 +192,13 @@ def test_two_runs_at_once(archive, s3):
 
 def test_runs_killed_midway_then_rerun(archive, s3):
     rng = random.Random(3)
-    echo = archive.container("jamjam-echo", max_size=6000)
+    # Sized so Docker's retention (max_file=5) never deletes a line in these ten rounds: on a
+    # loaded machine most runs die before reading a container, and a line rotated off the disk
+    # before any run read it is lost whatever the script does (see
+    # test_lines_docker_deleted_before_any_run_read_them_are_the_only_loss). ~47 KB of echo
+    # lines at max_size=6000 lost up to three whole files that way. Rotation still happens
+    # between (and under) the killed runs.
+    echo = archive.container("jamjam-echo", max_size=12_000)
     signaling = archive.container("jamjam-signaling", max_size=6000)
     for _ in range(10):
         echo.write(25, payload_bytes=100)
@@ -205,6 +211,9 @@ def test_runs_killed_midway_then_rerun(archive, s3):
             pass
         run.communicate(timeout=10)
         s3.objects()  # every object there so far must be whole
+    for c in (echo, signaling):
+        assert c.rotated(3).exists(), f"{c.name} rotated less than the test means to cover"
+        assert c.on_disk() == c.written, f"Docker's retention deleted {c.name} lines: resize"
     result = archive.run()
     assert result.returncode == 0, result.stderr
     assert_archived(s3, echo, signaling)
@@ -229,6 +238,27 @@ def test_killed_between_spooling_a_chunk_and_saving_its_offset(archive, s3):
     assert result.returncode == 0, result.stderr
     assert "spooled by an interrupted run" in result.stderr
     assert_archived(s3, echo)
+
+
+def test_lines_docker_deleted_before_any_run_read_them_are_the_only_loss(archive, s3):
+    """Runs that die before reading a container (a loaded or rebooting host) while Docker keeps
+    rotating: the files it deletes meanwhile are gone, including the rest of the file the last
+    good run stopped in the middle of (its inode number may come back as a new file). What is
+    still on disk ships once; nothing is shipped twice."""
+    echo = archive.container("jamjam-echo", max_size=1000)  # ~10 lines of ~110 bytes a file
+    echo.write(5, payload_bytes=20)
+    assert archive.run().returncode == 0
+    shipped = list(echo.written)
+    state = archive.tmp / "state/containers" / echo.id
+    assert state.read_text().split()[1] != "0", "the first run must leave an offset mid-file"
+
+    echo.write(80, payload_bytes=20)  # ~8 rotations: the first ~3 files are deleted
+    kept = echo.on_disk()
+    assert shipped[0] not in kept and len(kept) < len(echo.written) - len(shipped), (
+        "Docker deleted nothing unshipped: the test proves nothing")
+    result = archive.run()
+    assert result.returncode == 0, result.stderr
+    assert_archived(s3, echo, expected=shipped + kept)
 
 
 def test_removed_container_still_uploads_what_was_spooled(archive, s3):

@@ -63,6 +63,22 @@ def config_keys() -> set[str]:
     return set(_config.CONFIG.get()) | set(_config.get_config_env())
 
 
+UNKNOWN: str = _rpc.UNKNOWN
+"""What the engine sends for a value unknown at preview (to providers and policy packs alike)."""
+
+
 def deserialize_properties(struct: Any) -> Any:
-    """A registration's inputs as plain values (unknowns kept, secrets as the wire format)."""
-    return _rpc.deserialize_properties(struct, keep_unknowns=True)
+    """A registration's inputs as plain values (secrets as the wire format), each value unknown
+    at preview as the engine's :data:`UNKNOWN` string, the form a policy pack receives."""
+    from pulumi.output import Unknown
+
+    def wire(value: Any) -> Any:
+        if isinstance(value, Unknown):
+            return UNKNOWN
+        if isinstance(value, dict):
+            return {key: wire(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [wire(item) for item in value]
+        return value
+
+    return wire(_rpc.deserialize_properties(struct, keep_unknowns=True))

@@ -151,7 +151,10 @@ def _firewall_lines(stack: RenderedStack) -> list[str]:
 def _files(stack: RenderedStack) -> dict[str, Any]:
     found = {}
     for command in stack.of_type(COMMAND):
-        match = re.search(r"/dev/stdin (\S+)\.pulumi-new", str(command.inputs.get("create", "")))
+        create = str(command.inputs.get("create", ""))
+        # remote_file stages under <path>.pulumi-new; remote_script installs the script itself.
+        match = (re.search(r"/dev/stdin (\S+)\.pulumi-new", create)
+                 or re.search(r"install -D -m 0755 /dev/stdin (\S+)", create))
         if match:
             found[match.group(1)] = command.inputs.get("stdin")
     return found
@@ -174,7 +177,8 @@ def _job_lines(stack: RenderedStack) -> list[str]:
 
 def _os_update_lines(stack: RenderedStack) -> list[str]:
     written = _files(stack)
-    timer = written.get("/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf")
+    # os-updates.sh owns the timer drop-in (one owner per file), so the window is read from it.
+    timer = written.get("/usr/local/sbin/jamjam-os-updates")
     policy = written.get("/etc/apt/apt.conf.d/52jamjam-unattended-upgrades")
     if not isinstance(timer, str) or not isinstance(policy, str):
         return []

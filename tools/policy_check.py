@@ -5,8 +5,9 @@
 
 :func:`check` builds the validation arguments the way pulumi-policy's analyzer does from what the
 engine sends (``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``): camelCase inputs, secrets
-unwrapped, numbers as floats, props behind the unknown-checking proxy, each policy's config
-(its schema defaults under the config file's values) and its enforcement level, which the
+marked as the pack's analyzer marks them (jamjam_policies/_compat.py), numbers as floats, props
+behind the unknown-checking proxy, each policy's config (its schema defaults under the config
+file's values, validated first as the CLI validates it) and its enforcement level, which the
 config may override (``"all"`` or per policy, like `--policy-pack-config`).
 """
 
@@ -26,7 +27,8 @@ if str(POLICIES_DIR) not in sys.path:
     sys.path.insert(0, str(POLICIES_DIR))
 
 from jamjam_policies import ALL_POLICIES  # noqa: E402
-from jamjam_policies.config import defaults  # noqa: E402
+from jamjam_policies._compat import deserialize_value  # noqa: E402
+from jamjam_policies.config import defaults, validate_pack_config  # noqa: E402
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
     PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
@@ -35,8 +37,6 @@ from pulumi_policy import (  # noqa: E402
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
 
 import pulumi  # noqa: E402
-
-from tools.render import is_secret  # noqa: E402
 
 LEVELS = ("mandatory", "advisory")
 
@@ -50,19 +50,24 @@ class Violation:
     message: str
 
 
-def wire(value: Any) -> Any:
-    """A value as the analyzer deserializes it: secrets unwrapped, numbers as floats."""
+def _struct_form(value: Any) -> Any:
+    """What a protobuf Struct keeps of ``value``: numbers as floats, tuples as lists (secrets
+    stay wrapped in the engine's signature, which tools.render writes and the compat reads)."""
     if isinstance(value, Mapping):
-        if is_secret(value):
-            return wire(value.get("value"))
-        return {str(k): wire(v) for k, v in value.items()}
+        return {str(k): _struct_form(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [wire(v) for v in value]
+        return [_struct_form(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return float(value)
     return value
+
+
+def wire(value: Any) -> Any:
+    """A value as the pack's analyzer deserializes it: numbers as floats, secret strings as
+    ``SecretStr`` (plain strings to every rule that doesn't ask)."""
+    return deserialize_value(_struct_form(value))
 
 
 def _provider(ref: str | None) -> PolicyProviderResource | None:
@@ -101,6 +106,8 @@ def check(stack_name: str, resources: Iterable[Any],
     """Every violation of the pack on ``resources`` (objects with type, name, urn, inputs,
     parent, provider: tools.render.Resource), in pack order."""
     resources = list(resources)
+    if config is not None:
+        validate_pack_config(config, ALL_POLICIES)
     violations: list[Violation] = []
     for policy in ALL_POLICIES:
         level, properties = _policy_settings(config, policy)
@@ -108,6 +115,9 @@ def check(stack_name: str, resources: Iterable[Any],
             continue
         if level == "remediate":
             level = "mandatory"
+        if policy.config_schema and "stack" in policy.config_schema.properties:
+            # Under the CLI the pack reads the running stack; here one process checks several.
+            properties.setdefault("stack", stack_name)
 
         def report(message: str, urn: str | None = None, *, _policy=policy,
                    _level=level) -> None:
@@ -122,8 +132,6 @@ def check(stack_name: str, resources: Iterable[Any],
                 _run(policy, args, lambda m, u=None, r=resource.urn: report(m, u or r),
                      violations)
         elif isinstance(policy, StackValidationPolicy):
-            if policy.config_schema and "stack" in policy.config_schema.properties:
-                properties.setdefault("stack", stack_name)
             by_urn: dict[str, PolicyResource] = {}
             for resource in resources:
                 by_urn[resource.urn] = PolicyResource(
@@ -133,6 +141,11 @@ def check(stack_name: str, resources: Iterable[Any],
             for resource in resources:
                 if resource.parent in by_urn:
                     by_urn[resource.urn].parent = by_urn[resource.parent]
+                # The engine sends each resource's dependencies (a container's on its image):
+                # render keeps them as URNs in the options.
+                options = getattr(resource, "options", None) or {}
+                by_urn[resource.urn].dependencies = [
+                    by_urn[urn] for urn in options.get("dependencies") or [] if urn in by_urn]
             args = StackValidationArgs(list(by_urn.values()), dict(properties))
             _run(policy, args, report, violations)
     return violations

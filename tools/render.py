@@ -204,8 +204,9 @@ class _Mocks(Mocks):
     Each made-up value is kept in ``made_up`` with what it stands for, so the plan can label
     it: a real preview shows these as unknown until the resource exists."""
 
-    def __init__(self, stack: str) -> None:
+    def __init__(self, stack: str, preview: bool = False) -> None:
         self.stack = stack
+        self.preview = preview
         self.made_up: dict[str, str] = {}
 
     def _made_up(self, value: str, what: str) -> str:
@@ -214,6 +215,10 @@ class _Mocks(Mocks):
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
+        if self.preview:
+            # A first preview: nothing exists yet, so the engine knows only the inputs. The SDK
+            # resolves every output the state leaves out, and an empty id, as unknown.
+            return "", state
         ident = self._made_up(_stable_id(self.stack, args.typ, args.name), f"id of {args.name}")
         if args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(ident.encode()).digest()[: int(state.get("length", 32))]
@@ -386,7 +391,7 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
 
 def render(stack: str, overrides: Mapping[str, Any] | None = None,
            remove: Iterable[str] = (), use_examples: bool = True,
-           project_dir: Path | str = ROOT) -> RenderedStack:
+           project_dir: Path | str = ROOT, preview: bool = False) -> RenderedStack:
     """Run the program of ``project_dir`` for ``stack`` under mocks; return what it registers.
 
     ``overrides`` (short keys, e.g. ``{"echoDelayMs": 0}``) and ``remove`` change the stack
@@ -395,15 +400,19 @@ def render(stack: str, overrides: Mapping[str, Any] | None = None,
     ``use_examples`` is False; then project-level defaults fill what is still unset. Raises
     whatever the program raises (a ``SettingsError`` for bad config), and ProjectError for a
     project or stack that is not there.
+
+    ``preview=True`` renders the stack's first ``pulumi preview``: no resource exists yet, so
+    what a provider would compute (ids, image ids, token values, random bytes, command output)
+    is unknown, and so is every input built from it; inputs keep the engine's unknown marker.
     """
     project = load_project(project_dir)
     config, secret_keys, examples = engine_config(stack, overrides, remove, use_examples,
                                                   project)
-    mocks = _Mocks(stack)
+    mocks = _Mocks(stack, preview)
     monitor = _RecordingMonitor(mocks)
     compat.reset_root_resource()
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=False,
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=preview,
                              monitor=monitor)
     root = compat.root_resource()
     root.outputs = {}
