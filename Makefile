@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan plan-json plan-examples plan-all test bench clean
+.PHONY: plan plan-json test bench clean
 
 # Setup talks on stderr only: `make plan-json > plan.json` must hold nothing but the JSON.
 $(VENV)/.requirements: requirements.txt
@@ -27,6 +27,7 @@ plan-json: $(VENV)/.requirements
 ## The four example projects under examples/: what each declares (routes, firewall, containers,
 ## jobs, buckets), each checked by the policy pack with its own policy-config.json.
 ## Exit codes as for plan. `make plan-all`: jamjam's two stacks and the examples, one process.
+.PHONY: plan-examples plan-all
 plan-examples: $(VENV)/.requirements
 	@$(PY) -m tools.plan_examples
 
