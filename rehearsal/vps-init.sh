@@ -1,0 +1,55 @@
+#!/bin/bash
+# pid 1 of the rehearsal VPS: run by vps.py inside fresh mount, pid and network namespaces as
+#   vps-init.sh ROOTFS APT_ARCHIVES
+# It makes ROOTFS the root (pivot_root, not chroot: runc refuses to start containers from
+# a chroot), mounts what a booted Debian has (/proc, /sys with the cgroup hierarchies, /dev,
+# /run), starts the enabled services as boot would, then reaps orphans until told to stop.
+# Mounts made here live in this mount namespace only and vanish with it.
+set -euo pipefail
+
+root=$1
+archives=$2
+
+mount --make-rprivate /
+mount --bind "$root" "$root"
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
+mkdir -p "$root/run/lock" "$root/run/systemd/system"
+# apt's downloaded packages outlive the VPS (the cache is keyed by nothing: apt checks each
+# .deb's hash against the index it just fetched, so a stale one is simply downloaded again).
+mount --bind "$archives" "$root/var/cache/apt/archives"
+
+cd "$root"
+mkdir -p .old-root
+pivot_root . .old-root
+cd /
+umount -l /.old-root
+rmdir /.old-root
+
+hostname -F /etc/hostname
+# A provider image generates its host keys on first boot.
+rm -f /etc/ssh/ssh_host_*
+ssh-keygen -A >/dev/null
+
+for unit in /etc/systemd/system/multi-user.target.wants/*.service; do
+  [ -e "$unit" ] || continue
+  systemctl start "$(basename "$unit")" || echo "vps-init: $(basename "$unit") did not start" >&2
+done
+echo "vps-init: booted" >&2
+
+stop() {
+  # Containers first (dockerd stops them), then everything else; the namespace ends with us.
+  systemctl stop docker.service containerd.service >/dev/null 2>&1 || true
+  kill -TERM -1 2>/dev/null || true
+  sleep 0.5
+  exit 0
+}
+trap stop TERM INT
+while :; do
+  # `wait` also reaps the orphans every daemon leaves to pid 1.
+  sleep 1 &
+  wait $! || true
+done
