@@ -15,7 +15,36 @@ mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
-mount --rbind /dev "$root/dev"
+# A /dev of its own (not the machine's: nothing made in the VPS's /dev may appear outside),
+# with the device nodes a booted system has.
+mount -t tmpfs -o mode=0755,nosuid tmpfs "$root/dev"
+for node in null zero full random urandom tty; do
+  touch "$root/dev/$node"
+  mount --bind "/dev/$node" "$root/dev/$node"
+done
+mkdir -p "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
+ln -s pts/ptmx "$root/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+# A syslog stand-in (there is no journald): everything sent to /dev/log lands in
+# /var/log/syslog, where the rehearsal reads what the jobs logged (`journalctl -t` on a real
+# host). It is the machine's python (one line per datagram, which socat cannot do); it keeps
+# its socket and file across the pivot below.
+mkdir -p "$root/var/log"
+python3 -c '
+import os, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+out = open(sys.argv[2], "ab", buffering=0)
+while True:
+    out.write(sock.recv(65536).rstrip(b"\n") + b"\n")
+' "$root/dev/log" "$root/var/log/syslog" &
+for _ in $(seq 1 50); do [ -S "$root/dev/log" ] && break; sleep 0.1; done
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
 mkdir -p "$root/run/lock" "$root/run/systemd/system"
 # apt's downloaded packages outlive the VPS (the cache is keyed by nothing: apt checks each

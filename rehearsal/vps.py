@@ -187,23 +187,27 @@ class Vps:
         shutil.copy(HERE / "vps-init.sh", self.run_dir / "vps-init.sh")
 
     def _start_mirror(self) -> None:
-        """The Debian mirror, reachable from inside the VPS at its usual address. The VPS's
-        namespace has no route out; a socat pair carries each connection across over a unix
-        socket: one listening in the VPS namespace on the mirror's address, one connecting from
-        the machine's namespace. No NAT, no change to the machine's iptables."""
-        for i, (host, addr) in enumerate(sorted(self.mirror_addresses.items())):
+        """The Debian mirror, reachable from inside the VPS at its usual address."""
+        for host, addr in sorted(self.mirror_addresses.items()):
             self.netns.ip("addr", "add", f"{addr}/32", "dev", "lo")
-            sock = self.run_dir / f"mirror{i}.sock"
-            out = subprocess.Popen(["socat", f"UNIX-LISTEN:{sock},fork,mode=600",
-                                    f"TCP:{addr}:80,connect-timeout=20"],
-                                   stderr=subprocess.DEVNULL, start_new_session=True)
-            self.helpers.append(out)
-            wait_for(sock.exists, 10, f"the mirror relay for {host}")
-            inside = subprocess.Popen([*self.netns.enter(), "socat",
-                                       f"TCP-LISTEN:80,bind={addr},fork,reuseaddr",
-                                       f"UNIX-CONNECT:{sock}"],
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
-            self.helpers.append(inside)
+            self.relay(self.netns, addr, 80, addr, 80)
+
+    def relay(self, into: Netns, addr: str, port: int, target: str, target_port: int) -> None:
+        """Makes ``target:target_port`` of the machine's namespace answer at ``addr:port`` in
+        ``into``, which has no route out. A socat pair carries each connection over a unix
+        socket: one end listening in ``into``, the other connecting from the machine's
+        namespace. No NAT and no change to the machine's iptables."""
+        sock = self.run_dir / f"relay-{len(self.helpers)}.sock"
+        out = subprocess.Popen(["socat", f"UNIX-LISTEN:{sock},fork,mode=600",
+                                f"TCP:{target}:{target_port},connect-timeout=20"],
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+        self.helpers.append(out)
+        wait_for(sock.exists, 10, f"the relay to {target}:{target_port}")
+        inside = subprocess.Popen([*into.enter(), "socat",
+                                   f"TCP-LISTEN:{port},bind={addr},fork,reuseaddr",
+                                   f"UNIX-CONNECT:{sock}"],
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        self.helpers.append(inside)
 
     def stop(self) -> list[str]:
         """Stops everything this VPS started and returns what could not be removed."""
