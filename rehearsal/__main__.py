@@ -280,19 +280,19 @@ class Rehearsal:
         vps = self.vps
         users = {reveal(r.inputs)["connection"]["user"] for r in self.stack.of_type("command:remote:Command")}
         lines = []
-        root = vps.ssh("root", "true", extra=["-o", "ControlMaster=no"])
+        root = vps.ssh("root", "true")
         if root.returncode == 0:
             raise RehearsalError("root can still log in with its key after bootstrap")
         lines.append("root refused")
         pw = vps.ssh("nobody-in-particular", "true", extra=[
-            "-o", "ControlMaster=no", "-o", "PubkeyAuthentication=no",
+            "-o", "PubkeyAuthentication=no",
             "-o", "PreferredAuthentications=password,keyboard-interactive"])
         err = pw.stderr.decode()
         if "Permission denied (publickey)" not in err:
             raise RehearsalError(f"sshd still offers more than public keys: {err.strip()[-120:]}")
         lines.append("passwords not offered")
         for user in sorted(users - {"root"}):
-            ok = vps.ssh(user, "id -un", extra=["-o", "ControlMaster=no"])
+            ok = vps.ssh(user, "id -un")
             if ok.returncode != 0 or ok.stdout.decode().strip() != user:
                 raise RehearsalError(f"{user} cannot log in with its key: {ok.stderr.decode()[-200:]}")
             lines.append(f"{user} accepted by key")
@@ -523,7 +523,7 @@ class Rehearsal:
         lines = [f"{sum(o.action == 'delete' for o in outcomes)} deleted, "
                  f"{sum(o.action == 'forget' for o in outcomes)} without a delete command left as they are, "
                  f"{sum(o.action == 'keep' for o in outcomes)} images kept (keepLocally)"]
-        if self.vps.ssh(self._user(), "true", extra=["-o", "ControlMaster=no"]).returncode != 0:
+        if self.vps.ssh(self._user(), "true").returncode != 0:
             raise RehearsalError("SSH is not reachable after destroy")
         lines.append("SSH still reachable")
         left = []

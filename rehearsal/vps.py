@@ -231,7 +231,7 @@ class Vps:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         for ns in (self.internet, self.netns):
-            # An ssh ControlMaster or a probe may still sit in a namespace.
+            # An ssh forward or a probe may still sit in a namespace.
             pids = run(["ip", "netns", "pids", ns.name], check=False).stdout.split()
             for pid in pids:
                 try:
@@ -276,8 +276,9 @@ class Vps:
         return children[0]
 
     def ssh_config(self, identity: Path) -> Path:
-        """An ssh client config for this run only: its own known_hosts (never ~/.ssh), one
-        multiplexed connection per user so each command does not pay a handshake."""
+        """An ssh client config for this run only: its own known_hosts (never ~/.ssh). No
+        connection sharing: like pulumi-command, every command opens its own connection, so a
+        step that breaks logging in is seen by the next command, not hidden by an open one."""
         path = identity.with_suffix(".config")
         if not path.exists():
             path.write_text("\n".join([
@@ -288,9 +289,6 @@ class Vps:
                 "  GlobalKnownHostsFile /dev/null",
                 "  BatchMode yes",
                 "  StrictHostKeyChecking accept-new",
-                "  ControlMaster auto",
-                f"  ControlPath {self.run_dir / 'cm-%r-%p'}",
-                "  ControlPersist 300",
                 "  ServerAliveInterval 10",
                 "  LogLevel ERROR",
                 ""]))
