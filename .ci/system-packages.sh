@@ -22,6 +22,16 @@ declare -A needed=(
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
+  # The rehearsal (make rehearse): a Docker engine, a Debian 12 rootfs, the stand-in images
+  # (busybox-static plus binaries built with gcc -static), the relays into its namespaces.
+  [dockerd]=docker.io
+  [debootstrap]=debootstrap
+  [busybox]=busybox-static
+  [gcc]=gcc
+  [socat]=socat
+  [file]=file
+  [nsenter]=util-linux
+  [ssh]=openssh-client
 )
 
 missing=()
@@ -30,6 +40,11 @@ for tool in "${!needed[@]}"; do
     missing+=("${needed[$tool]}")
   fi
 done
+# Files rather than commands: the stand-ins link statically against glibc (libc.a is in
+# libc6-dev, which gcc only recommends), and must get a static busybox (the dynamic busybox
+# package also provides the command).
+[ -n "$(find /usr/lib -name libc.a -print -quit 2>/dev/null)" ] || missing+=(libc6-dev)
+if ! file -L /bin/busybox 2>/dev/null | grep -q "statically linked"; then missing+=(busybox-static); fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +39,7 @@ class Step:
     seconds: float
     result: str
     ok: bool
+    ran: bool = True     # False: not rehearsable here (said so in the table), not a failure
 
 
 @dataclass
@@ -87,10 +89,13 @@ class Rehearsal:
                        "busybox": "busybox-static", "file": "file"})
         tag = suffix()
         run_dir = Path(f"/run/jamjam-rehearsal-{tag}")
+        # Everything this run creates carries the tag; the tests look for it afterwards.
+        self.say(f"rehearsal of stack {self.stack_name}, run tag {tag}")
         self.vps = Vps(tag, run_dir, log=self.say)
         self.applier: Applier | None = None
         self.moto: subprocess.Popen | None = None
         self.receiver: checks.Receiver | None = None
+        self.s3 = None
         self.tag = tag
         failed = False
         try:
@@ -99,6 +104,11 @@ class Rehearsal:
             failed = True
         except KeyboardInterrupt:
             self.note("interrupted", "Ctrl-C: stopped, cleaning up", ok=False)
+            failed = True
+        except Exception as err:  # noqa: BLE001 (a harness bug still cleans up and reports)
+            import traceback
+            traceback.print_exc()
+            self.note("internal error", f"{type(err).__name__}: {err}", ok=False)
             failed = True
         finally:
             started = time.monotonic()
@@ -130,7 +140,8 @@ class Rehearsal:
         print(f"{'step'.ljust(width)}  seconds  result")
         for s in self.steps:
             result = s.result if len(s.result) < 160 else s.result[:157] + "..."
-            print(f"{s.name.ljust(width)}  {s.seconds:7.1f}  {'ok  ' if s.ok else 'FAIL'} {result}")
+            status = "FAIL" if not s.ok else "ok  " if s.ran else "n/a "
+            print(f"{s.name.ljust(width)}  {s.seconds:7.1f}  {status} {result}")
         total = sum(s.seconds for s in self.steps)
         print(f"{'total'.ljust(width)}  {total:7.1f}  "
               f"{'all steps passed' if all(s.ok for s in self.steps) else 'FAILED'}")
@@ -191,7 +202,8 @@ class Rehearsal:
             counts[o.action] = counts.get(o.action, 0) + 1
         offline = [o for o in outcomes if o.action in ("offline", "blocked")]
         for o in offline:
-            self.note(f"not rehearsable: {o.resource.name}", f"{o.action}: {o.detail}")
+            self.steps.append(Step(f"not rehearsable: {o.resource.name}", 0.0,
+                                   f"{o.action}: {o.detail}", True, ran=False))
         self.say("   " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
         return state
 
@@ -322,19 +334,59 @@ class Rehearsal:
         made unhealthy, a disk threshold of 1 %, R2 replaced by a local S3 server."""
         if not self.cron_new:
             return
+        self.sick = f"rehearsal-unhealthy-{self.tag}"
+        self.chatty = f"rehearsal-rotating-{self.tag}"
+        try:
+            env = self.step("jobs: set up", self._job_setup)
+            syslog = self.vps.rootfs / "var/log/syslog"
+            for name in self.cron_new:
+                user, command, cron_env = checks.cron_commands(self.vps, [name])[name]
+                assigns = " ".join(f"{k}={_q(v)}" for k, v in {**cron_env, **env}.items())
+                tag = re.search(r"logger\s+(?:-\S+\s+)*-t\s+(\S+)", command)
+                started = time.monotonic()
+                seen = len(syslog.read_bytes()) if syslog.exists() else 0
+                # pipefail: cron's /bin/sh would report logger's status, not the job's.
+                out = self._sudo(f"-u {user} env {assigns} bash -o pipefail -c {_q(command)}",
+                                 timeout=300)
+                logged = syslog.read_bytes()[seen:].decode(errors="replace").splitlines() \
+                    if syslog.exists() else []
+                if tag:
+                    # Only the job's own lines (sudo and sshd log to the same socket).
+                    mark = re.compile(rf"^<\d+>\w+ +\d+ [\d:]+ {re.escape(tag.group(1))}(\[\d+\])?: ")
+                    logged = [line for line in logged if mark.match(line)]
+                shown = " | ".join(line.split(": ", 1)[-1] for line in logged[-2:])[-200:]
+                ok = out.returncode == 0
+                if not ok and "trivy" in command and not _in_vps_path(self.vps, "trivy"):
+                    self.steps.append(Step(f"job {name}", time.monotonic() - started,
+                                           "not rehearsable: Trivy is not installed, its apt "
+                                           "repository is not reachable here", True, ran=False))
+                    continue
+                self.steps.append(Step(f"job {name}", time.monotonic() - started,
+                                       f"exit {out.returncode}; logged: {shown or 'nothing'}", ok))
+                self.say(f"== job {name}: exit {out.returncode}; logged: {shown or 'nothing'}")
+            self.step("job effect: unhealthy container restarted", self._healed)
+            self.step("job effect: alerts reached the webhook", self._alerted)
+            if self.s3 is not None:
+                self.step("job effect: logs in S3 byte for byte", lambda: checks.logs_match(
+                    self.s3, self.buckets[0], self.vps, self.stack_name))
+        finally:
+            for name in (self.sick, self.chatty):
+                self.api.request("DELETE", f"/containers/{name}", query={"force": "true"},
+                                 ok=(204, 404))
+            self._sudo("rm -f /run/jamjam-rehearsal-webhook")
+
+    def _job_setup(self) -> dict[str, str]:
         vps, api = self.vps, self.api
         self.receiver = checks.Receiver()
         vps.relay(vps.internet, INTERNET_ADDRESS, 8099, "127.0.0.1", self.receiver.port)
-        hook = self._sudo("sh -c 'umask 077; cat > /run/jamjam-rehearsal-webhook'")
         self._sudo_stdin("install -m 0600 /dev/stdin /run/jamjam-rehearsal-webhook",
                          f"http://{INTERNET_ADDRESS}:8099/rehearsal-hook\n")
-        del hook
         env = {"JAMJAM_DISK_ALERT_PERCENT": "1",
                "JAMJAM_ALERT_WEBHOOK_FILE": "/run/jamjam-rehearsal-webhook"}
-        buckets = [reveal(r.inputs).get("name") for r in self.stack.of_type(BUCKET_TYPE)]
-        s3 = None
-        if buckets:
-            s3 = self._start_s3(buckets)
+        self.buckets = [reveal(r.inputs).get("name") for r in self.stack.of_type(BUCKET_TYPE)]
+        self.s3 = None
+        if self.buckets:
+            self.s3 = self._start_s3(self.buckets)
             conf = vps.rootfs / "etc/jamjam/rclone.conf"
             remotes = [line.strip()[1:-1] for line in conf.read_text().splitlines()
                        if line.strip().startswith("[")] if conf.exists() else []
@@ -344,54 +396,33 @@ class Rehearsal:
         # healthcheck always fails.
         first = checks.containers(self.stack)[0]
         labels = {item["label"]: item["value"] for item in first.get("labels") or []}
-        sick = f"rehearsal-unhealthy-{self.tag}"
         image = import_standin(self.docker, "jamjam-rehearsal/standin:probe")
-        self.api.request("POST", "/containers/create", {
+        api.request("POST", "/containers/create", {
             "Image": image, "Labels": labels,
             "Healthcheck": {"Test": ["CMD", "false"], "Interval": 10**9, "Retries": 1}},
-            query={"name": sick})
-        self.api.request("POST", f"/containers/{sick}/start")
-        wait_for(lambda: checks.health(api, sick) == "unhealthy", 30, f"{sick} turning unhealthy")
-        started_before = api.inspect(sick)["State"]["StartedAt"]
-        # Traffic and a rotation for the log upload: many lines from a container whose logs
-        # Docker rotates at 4 KiB (the plan's own containers rotate at 100 MB, which a
+            query={"name": self.sick})
+        api.request("POST", f"/containers/{self.sick}/start")
+        wait_for(lambda: checks.health(api, self.sick) == "unhealthy", 30,
+                 f"{self.sick} turning unhealthy")
+        self.sick_started = api.inspect(self.sick)["State"]["StartedAt"]
+        # Something for the log upload to ship across a rotation: lines from a container whose
+        # log Docker rotates at 4 KiB (the plan's own containers rotate at 100 MB, which a
         # rehearsal cannot wait for).
-        chatty = f"rehearsal-rotating-{self.tag}"
-        self.api.request("POST", "/containers/create", {
-            "Image": image, "Labels": labels, "Entrypoint": ["sh", "-c",
-                                                            "i=0; while [ $i -lt 400 ]; do echo line $i of the rotation test; i=$((i+1)); done; sleep 3600"],
-            "HostConfig": {"LogConfig": {"Type": "json-file", "Config": {"max-size": "4k", "max-file": "5"}}}},
-            query={"name": chatty})
-        self.api.request("POST", f"/containers/{chatty}/start")
+        api.request("POST", "/containers/create", {
+            "Image": image, "Labels": labels,
+            "Entrypoint": ["sh", "-c", "i=0; while [ $i -lt 300 ]; do "
+                           "echo line $i of the rotation test; i=$((i+1)); done; sleep 3600"],
+            "HostConfig": {"LogConfig": {"Type": "json-file",
+                                         "Config": {"max-size": "4k", "max-file": "5"}}}},
+            query={"name": self.chatty})
+        api.request("POST", f"/containers/{self.chatty}/start")
         time.sleep(1)
-        syslog = vps.rootfs / "var/log/syslog"
-        try:
-            for name in self.cron_new:
-                user, command, cron_env = checks.cron_commands(vps, [name])[name]
-                assigns = " ".join(f"{k}={_q(v)}" for k, v in {**cron_env, **env}.items())
-                started = time.monotonic()
-                out = self._sudo(f"-u {user} env {assigns} bash -o pipefail -c {_q(command)}", timeout=300)
-                tail = syslog.read_text(errors="replace").splitlines()[-3:] if syslog.exists() else []
-                ok = out.returncode == 0
-                offline = [h for h in ("aquasecurity", "github.io") if any(h in t for t in tail)]
-                if not ok and "trivy" in command and not shutil_which_in_vps(vps, "trivy"):
-                    self.steps.append(checks_step(f"job {name}", started,
-                                                  "not rehearsable: Trivy is not installed (its apt "
-                                                  "repository is not reachable here)", True))
-                    continue
-                del offline
-                self.steps.append(checks_step(f"job {name}", started,
-                                              f"exit {out.returncode}; log: " + " | ".join(tail)[-200:], ok))
-                self.say(f"== job {name}: exit {out.returncode}")
-            self.step("job effect: unhealthy container restarted", lambda: self._healed(sick, started_before))
-            self.step("job effect: alert reached the webhook", self._alerted)
-            if s3 is not None:
-                self.step("job effect: logs in S3 byte for byte",
-                          lambda: checks.logs_match(s3, buckets[0], vps, self.stack_name))
-        finally:
-            for name in (sick, chatty):
-                self.api.request("DELETE", f"/containers/{name}", query={"force": "true"}, ok=(204, 404))
-            self._sudo("rm -f /run/jamjam-rehearsal-webhook")
+        parts = [f"{self.sick} unhealthy", f"{self.chatty} rotated its log",
+                 f"webhook at {INTERNET_ADDRESS}:8099"]
+        if self.s3 is not None:
+            parts.append(f"local S3 (moto) for {', '.join(self.buckets)} at {INTERNET_ADDRESS}:8098")
+        self.say("   " + "; ".join(parts))
+        return env
 
     def _sudo_stdin(self, command: str, data: str) -> None:
         user = next(reveal(r.inputs)["connection"]["user"] for r in
@@ -401,17 +432,20 @@ class Rehearsal:
         if out.returncode != 0:
             raise RehearsalError(f"sudo {command} failed: {out.stderr.decode()[-200:]}")
 
-    def _healed(self, sick: str, before: str) -> str:
-        info = self.api.inspect(sick)
-        if info["State"]["StartedAt"] == before and info.get("RestartCount", 0) == 0:
-            raise RehearsalError(f"no job restarted the unhealthy container {sick}")
-        return f"{sick} restarted"
+    def _healed(self) -> str:
+        info = self.api.inspect(self.sick)
+        if info["State"]["StartedAt"] == self.sick_started and info.get("RestartCount", 0) == 0:
+            raise RehearsalError(f"no job restarted the unhealthy container {self.sick}")
+        return f"{self.sick} restarted"
 
-    def _alerted(self) -> str:
+    def _alerted(self) -> list[str]:
         if not self.receiver.received:
             raise RehearsalError("no job posted an alert to the webhook")
         bodies = [json.loads(body).get("content", "") for _, body in self.receiver.received]
-        return f"{len(bodies)} alert(s), e.g. {bodies[0][:100]!r}"
+        if not any(" ALERT disk" in b for b in bodies):
+            raise RehearsalError("the disk alert (threshold 1 %) did not reach the webhook: "
+                                 + "; ".join(b[:80] for b in bodies))
+        return [b[:120] for b in bodies]
 
     def _start_s3(self, buckets: list[str]):
         import boto3
@@ -427,7 +461,7 @@ class Rehearsal:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="auto",
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="rehearsal", aws_secret_access_key="rehearsal")
 
         def up() -> bool:
@@ -560,12 +594,8 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
-def shutil_which_in_vps(vps: Vps, tool: str) -> bool:
+def _in_vps_path(vps: Vps, tool: str) -> bool:
     return any((vps.rootfs / d / tool).exists() for d in ("usr/bin", "usr/local/bin", "usr/sbin", "bin"))
-
-
-def checks_step(name: str, started: float, result: str, ok: bool) -> Step:
-    return Step(name, time.monotonic() - started, result, ok)
 
 
 def _bumped(reference: str) -> str:

@@ -18,12 +18,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from rehearsal.apply import CONTAINER, DockerApi
-from rehearsal.engine import RehearsalError, import_standin, run, wait_for
-from rehearsal.vps import INTERNET_ADDRESS, Vps
+from rehearsal.engine import RehearsalError, wait_for
+from rehearsal.vps import Vps
 from tools.render import RenderedStack, reveal
 
 ROOT = Path(__file__).resolve().parent.parent

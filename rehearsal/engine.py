@@ -117,6 +117,7 @@ def leftovers(tag: str) -> list[str]:
         found += [f"netns {p.name}" for p in netns_dir.iterdir() if tag in p.name]
     links = run(["ip", "-o", "link"], check=False).stdout.decode()
     found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if tag in line]
+    found += [f"directory {p}" for p in Path("/run").glob(f"*{tag}*")]
     found += [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
               if tag in line.split()[1]]
     for proc in Path("/proc").iterdir():

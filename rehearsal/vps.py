@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
