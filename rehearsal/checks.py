@@ -174,7 +174,9 @@ def declared(inputs: dict, daemon: dict) -> Declared:
                     int(pids) if pids is not None else None, inputs.get("user") or "")
 
 
-def daemon_config(vps: Vps) -> dict:
+def daemon_config(vps: Vps | None) -> dict:
+    if vps is None:
+        return {}
     path = vps.rootfs / "etc/docker/daemon.json"
     if not path.exists():
         return {}
@@ -184,7 +186,7 @@ def daemon_config(vps: Vps) -> dict:
         raise RehearsalError(f"/etc/docker/daemon.json on the VPS is not JSON: {err}") from None
 
 
-def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps) -> list[str]:
+def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps | None) -> list[str]:
     daemon = daemon_config(vps)
     lines = []
     for c in containers(stack):
