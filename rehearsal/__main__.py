@@ -50,6 +50,7 @@ class Rehearsal:
     quiet: bool = False
     steps: list[Step] = field(default_factory=list)
     gaps: dict[str, float] = field(default_factory=dict)
+    stopped: dict[str, float] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -517,16 +518,18 @@ class Rehearsal:
                         r.urn in next(x for x in stack.of_type(CONTAINER)
                                       if reveal(x.inputs)["name"] == c["name"]).options["dependencies"]
                         for r in stack.resources)]
-        samples: dict[str, list[tuple[float, bool]]] = {n: [] for n in users}
+        samples: dict[str, list[tuple[float, bool, bool]]] = {n: [] for n in users}
         stop = threading.Event()
 
         def watch() -> None:
             while not stop.is_set():
                 for n in users:
                     try:
-                        samples[n].append((time.monotonic(), checks.health(self.api, n) == "healthy"))
+                        state = checks.health(self.api, n)
                     except Exception:  # noqa: BLE001 (the container may be mid-removal)
-                        samples[n].append((time.monotonic(), False))
+                        state = "missing"
+                    samples[n].append((time.monotonic(), state == "healthy",
+                                       state not in ("missing", "exited", "dead", "created")))
                 time.sleep(0.2)
 
         thread = threading.Thread(target=watch, daemon=True)
@@ -545,11 +548,11 @@ class Rehearsal:
         for n, s in samples.items():
             if not s or not s[-1][1]:
                 raise RehearsalError(f"{n} is not healthy after the replacement")
-            down = next((t for t, ok in s if not ok), None)
-            up = next((t for t, ok in s if ok and down is not None and t > down), None)
-            gap = (up - down) if down is not None and up is not None else 0.0
+            gap = _gap([(t, healthy) for t, healthy, _ in s])
+            stopped = _gap([(t, running) for t, _, running in s])
             self.gaps[n] = gap
-            parts.append(f"{n} gap {gap:.1f} s")
+            self.stopped[n] = stopped
+            parts.append(f"{n} gap {gap:.1f} s with no healthy container ({stopped:.1f} s not running)")
         return f"{reference} -> {new_ref}: replaced {', '.join(replaced)}; " + ", ".join(parts)
 
     def _destroy(self) -> list[str]:
@@ -587,6 +590,15 @@ class Rehearsal:
         return next(reveal(r.inputs)["connection"]["user"] for r in
                     self.stack.of_type("command:remote:Command")
                     if reveal(r.inputs)["connection"]["user"] != "root")
+
+
+def _gap(samples: list[tuple[float, bool]]) -> float:
+    """Seconds from the first sample that is down to the first one up again after it."""
+    down = next((t for t, up in samples if not up), None)
+    if down is None:
+        return 0.0
+    back = next((t for t, up in samples if up and t > down), None)
+    return (back - down) if back is not None else float("inf")
 
 
 def _q(text: str) -> str:
