@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
-from rehearsal.engine import RehearsalError, import_standin, run, wait_for
+from rehearsal.engine import RehearsalError, import_standin, run, standin_for, wait_for
 from rehearsal.vps import Vps
 from tools.render import RenderedStack, Resource, reveal
 
@@ -351,6 +351,7 @@ class Applier:
         self.keys: dict[str, Path] = {}
         self.forwards: dict[str, subprocess.Popen] = {}
         self.apis: dict[str, DockerApi] = {}
+        self.generic: dict[str, bool] = {}
 
     # ---- transport --------------------------------------------------------------------------
 
@@ -569,6 +570,7 @@ class Applier:
                 api.request("DELETE", f"/images/{prev_out['imageId']}", ok=(200, 404, 409))
             image_id = import_standin(self.docker_cli(provider), inputs["name"])
             image_ids[resource.urn] = image_id
+            self.generic[image_id] = standin_for(inputs["name"]).kind == "generic"
             return ("create" if old is None else "replace"), f"stand-in for {inputs['name']}", {
                 "imageId": image_id}
         if type_ == NETWORK:
@@ -600,6 +602,8 @@ class Applier:
         if type_ == CONTAINER:
             image_id = self._image_for(resource, inputs, image_ids, provider)
             body, more_networks = _container_body(inputs, image_id)
+            if self.generic.get(image_id):
+                body["Env"] = [*body.get("Env", []), *_generic_ports(inputs)]
             if not changed:
                 return "same", "", prev_out
             action = "create"
@@ -620,7 +624,9 @@ class Applier:
         if not image:
             raise RehearsalError("container has no image")
         if not str(image).startswith("sha256:"):
-            return import_standin(self.docker_cli(provider), image)
+            image_id = import_standin(self.docker_cli(provider), image)
+            self.generic[image_id] = standin_for(image).kind == "generic"
+            return image_id
         deps = [u for u in resource.options.get("dependencies", []) if u in image_ids]
         if len(deps) != 1:
             raise RehearsalError(f"cannot tell which image the container runs: it depends on "
@@ -697,6 +703,23 @@ class Applier:
         if action not in ("record",):
             self.log(f"  {action:8} {type_} {opts['name']} ({time.monotonic() - started:.1f} s)")
         return Outcome(fake, action, time.monotonic() - started)
+
+
+def _generic_ports(inputs: dict) -> list[str]:
+    """What the generic stand-in listens on (it plays an image the rehearsal knows nothing
+    about): the container's ports and any port its healthcheck names (":8000/health",
+    "-p 5432"). Only for generic stand-ins; jamjam's own take their ports from their command."""
+    tcp, udp = set(), set()
+    for port in inputs.get("ports") or []:
+        (udp if port.get("protocol") == "udp" else tcp).add(str(int(port["internal"])))
+    test = " ".join((inputs.get("healthcheck") or {}).get("tests") or [])
+    tcp |= set(re.findall(r"(?::|-p\s+|--port[ =])(\d{2,5})\b", test))
+    env = []
+    if tcp:
+        env.append("JAMJAM_STANDIN_TCP=" + ",".join(sorted(tcp)))
+    if udp:
+        env.append("JAMJAM_STANDIN_UDP=" + ",".join(sorted(udp)))
+    return env
 
 
 def _check_keys(inputs: dict, known: set[str], type_: str) -> None:

@@ -280,7 +280,7 @@ def standin_rootfs() -> Path:
                      b"nonroot:x:65532:65532:nonroot:/home/nonroot:/bin/false\n")
             add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\nnonroot:x:65532:\n")
             add_file("etc/nsswitch.conf", b"hosts: files dns\n")
-        tmp = tar_path.with_suffix(".tmp")
+        tmp = tar_path.with_suffix(f".{work.name}.tmp")
         tmp.write_bytes(buf.getvalue())
         tmp.rename(tar_path)
     finally:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # pid 1 of the rehearsal VPS: run by vps.py inside fresh mount, pid and network namespaces as
-#   vps-init.sh ROOTFS APT_ARCHIVES
+#   vps-init.sh ROOTFS APT_ARCHIVES APT_UPPER
 # It makes ROOTFS the root (pivot_root, not chroot: runc refuses to start containers from
 # a chroot), mounts what a booted Debian has (/proc, /sys with the cgroup hierarchies, /dev,
 # /run), starts the enabled services as boot would, then reaps orphans until told to stop.
@@ -9,6 +9,8 @@ set -euo pipefail
 
 root=$1
 archives=$2
+upper=$3
+mkdir -p "$upper/data" "$upper/work"
 
 mount --make-rprivate /
 mount --bind "$root" "$root"
@@ -49,7 +51,10 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
 mkdir -p "$root/run/lock" "$root/run/systemd/system"
 # apt's downloaded packages outlive the VPS (the cache is keyed by nothing: apt checks each
 # .deb's hash against the index it just fetched, so a stale one is simply downloaded again).
-mount --bind "$archives" "$root/var/cache/apt/archives"
+# An overlay rather than the cache itself: rehearsals running side by side each get their own
+# apt lock and partial downloads; vps.py copies new packages back into the cache at the end.
+mount -t overlay overlay \
+  -o "lowerdir=$archives,upperdir=$upper/data,workdir=$upper/work" "$root/var/cache/apt/archives"
 
 cd "$root"
 mkdir -p .old-root

@@ -131,7 +131,7 @@ class Vps:
         self.init = subprocess.Popen(
             [*self.netns.enter(), "unshare", "--mount", "--pid", "--uts", "--fork", "--kill-child",
              "--propagation", "private", "bash", str(self.run_dir / "vps-init.sh"),
-             str(self.rootfs), str(archives)],
+             str(self.rootfs), str(archives), str(self.run_dir / "apt-upper")],
             stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
         console.close()
 
@@ -244,6 +244,7 @@ class Vps:
                     cg.rmdir()
                 except OSError as err:
                     problems.append(f"cgroup {cg}: {err}")
+        self._keep_downloads()
         if os.path.ismount(self.run_dir):
             if run(["umount", str(self.run_dir)], check=False).returncode != 0:
                 run(["umount", "-l", str(self.run_dir)], check=False)
@@ -254,6 +255,24 @@ class Vps:
         except OSError as err:
             problems.append(f"{self.run_dir}: {err}")
         return problems
+
+    def _keep_downloads(self) -> None:
+        """Packages this run downloaded go into the shared cache (each renamed into place
+        whole, so a rehearsal beside this one never reads half a file)."""
+        new = self.run_dir / "apt-upper" / "data"
+        cache = CACHE / "apt-archives"
+        if not new.is_dir():
+            return
+        for deb in new.glob("*.deb"):
+            target = cache / deb.name
+            if target.exists():
+                continue
+            tmp = cache / f".{deb.name}.{self.tag}"
+            try:
+                shutil.copyfile(deb, tmp)
+                tmp.rename(target)
+            except OSError:
+                tmp.unlink(missing_ok=True)
 
     # ---- access ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ parsing, stand-in mapping, and its answer to bad arguments."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pytest
 
 from rehearsal import checks
 from rehearsal.__main__ import _bumped, _override_for
-from rehearsal.apply import CONTAINER, _container_body, _ns, dependency_order
+from rehearsal.apply import CONTAINER, _container_body, _generic_ports, _ns, dependency_order
 from rehearsal.engine import RehearsalError, require_tools, standin_for
 from tools.render import ROOT, reveal
 
@@ -116,6 +117,14 @@ def test_standins_are_chosen_by_repository_name():
     assert standin_for("localhost:5000/redis:7").kind == "generic"
 
 
+def test_the_generic_standin_listens_where_the_container_is_probed():
+    inputs = {"ports": [{"internal": 3000, "external": 3000}, {"internal": 9, "protocol": "udp"}],
+              "healthcheck": {"tests": ["CMD", "wget", "-q", "http://localhost:8000/health"]}}
+    assert _generic_ports(inputs) == ["JAMJAM_STANDIN_TCP=3000,8000", "JAMJAM_STANDIN_UDP=9"]
+    assert _generic_ports({"healthcheck": {"tests": ["CMD", "pg_isready", "-p 5432"]}}) == [
+        "JAMJAM_STANDIN_TCP=5432"]
+
+
 def test_missing_tools_are_named_with_their_package():
     with pytest.raises(RehearsalError, match="missing system packages: no-such-package"):
         require_tools({"no-such-tool-here": "no-such-package"})
@@ -127,3 +136,14 @@ def test_bad_arguments_get_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--stack" in lines[0] and "production|test" in lines[0]
+
+
+def test_without_root_it_says_so_and_exits_non_zero():
+    argv = [sys.executable, "-m", "rehearsal", "--stack", "test"]
+    if os.geteuid() == 0:
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "rehearsal: the rehearsal needs root (network and mount namespaces, dockerd); "
+        "run it as root, e.g. `sudo make rehearse`"]
