@@ -174,7 +174,7 @@ class Rehearsal:
                   lambda: checks.enforced(self.api, self.docker, stack, vps))
         self.step("pids limit (fork bomb)", lambda: checks.fork_bombs(self.api, self.docker, stack))
         self.step("live-restore", lambda: checks.live_restore(
-            self.api, stack, vps, self._restart_docker, lambda: self._udp_answers(20)))
+            self.api, stack, vps, self._restart_docker))
         cron = self.step("cron files parse", self._cron_files)
         self._jobs(cron)
         self.step("re-apply unchanged", self._reapply)
@@ -229,14 +229,6 @@ class Rehearsal:
                                         "docker", "-H", inputs["host"], "version", "--format",
                                         "{{.Server.Version}}"]), timeout=60)
         return f"docker -H {inputs['host']}: engine {out.stdout.decode().strip()}"
-
-    def _udp_answers(self, seconds: float) -> bool:
-        ports = [p for c in checks.containers(self.stack) for p in c.get("ports") or []
-                 if p.get("protocol") == "udp"]
-        if not ports:
-            return True
-        return checks.probe(self.vps, self.vps.internet.enter(), "udp", self.vps.address,
-                            str(int(ports[0]["external"])), str(seconds), timeout=seconds + 10)
 
     def _probes(self) -> list[str]:
         vps, lines = self.vps, []

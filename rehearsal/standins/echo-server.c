@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <poll.h>
 #include <sys/time.h>
+#include <time.h>
 
 static int reach_signaling(const char *url) {
   char host[256], port[16] = "80";
@@ -45,6 +46,17 @@ int main(int argc, char **argv) {
       opt(argc, argv, "--public-addr", "unset"));
   int reached = url == NULL;
   time_t next_try = 0;
+  /* Replies wait in a queue until they are due, so one client's delay never holds up
+   * another's (the real server answers each client on its own schedule). */
+  struct reply {
+    struct timespec due;
+    struct sockaddr_storage to;
+    socklen_t len;
+    ssize_t n;
+    char buf[1500];
+  };
+  static struct reply queue[256];
+  int used = 0;
   for (;;) {
     if (!reached && time(NULL) >= next_try) {
       if (reach_signaling(url) == 0) {
@@ -55,15 +67,38 @@ int main(int argc, char **argv) {
         next_try = time(NULL) + 1;
       }
     }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int wait_ms = 500;
+    for (int i = 0; i < used;) {
+      long ms = (queue[i].due.tv_sec - now.tv_sec) * 1000 + (queue[i].due.tv_nsec - now.tv_nsec) / 1000000;
+      if (ms <= 0) {
+        sendto(fd, queue[i].buf, (size_t)queue[i].n, 0, (struct sockaddr *)&queue[i].to, queue[i].len);
+        queue[i] = queue[--used];
+        continue;
+      }
+      if (ms < wait_ms) wait_ms = (int)ms;
+      i++;
+    }
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 500) <= 0) continue;
-    char buf[2048];
+    if (poll(&p, 1, wait_ms) <= 0) continue;
+    struct reply *r = used < 256 ? &queue[used] : NULL;
+    char drop[1500];
     struct sockaddr_storage from;
     socklen_t len = sizeof from;
-    ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
-    if (n < 0) continue;
-    /* Sequential on purpose: the stand-in answers probes, it is not a load test target. */
-    if (delay > 0) usleep((useconds_t)(delay > 10000 ? 10000 : delay) * 1000);
-    sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);
+    ssize_t n = recvfrom(fd, r ? r->buf : drop, 1500, 0, (struct sockaddr *)&from, &len);
+    if (n < 0 || !r) continue;
+    clock_gettime(CLOCK_MONOTONIC, &r->due);
+    long d = delay > 10000 ? 10000 : delay;
+    r->due.tv_sec += d / 1000;
+    r->due.tv_nsec += (d % 1000) * 1000000;
+    if (r->due.tv_nsec >= 1000000000) {
+      r->due.tv_sec++;
+      r->due.tv_nsec -= 1000000000;
+    }
+    r->to = from;
+    r->len = len;
+    r->n = n;
+    used++;
   }
 }
