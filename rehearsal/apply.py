@@ -13,6 +13,7 @@ Resource names are never looked at: the component library is free to rename ever
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -20,6 +21,7 @@ import re
 import shlex
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,9 @@ IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
+# At most this many resources in flight at once (the engine's default is unbounded; this keeps
+# a 2-core machine responsive while still overlapping the slow waits).
+PARALLEL = 8
 
 COMMAND_KEYS = {"connection", "create", "update", "delete", "stdin", "triggers", "environment",
                 "logging", "addPreviousOutputInEnv"}
@@ -308,9 +313,9 @@ class State:
     options: dict[str, dict] = field(default_factory=dict)
 
 
-def dependency_order(stack: RenderedStack) -> list[Resource]:
-    """Every resource after everything it depends on; a dependency on a component means on
-    all of its descendants (as the engine treats it). Stable in render order otherwise."""
+def dependency_map(stack: RenderedStack) -> dict[str, set[str]]:
+    """URN -> every URN it waits for; a dependency on a component means on all of its
+    descendants (as the engine treats it)."""
     by_urn = {r.urn: r for r in stack.resources}
     children: dict[str, list[str]] = {}
     for r in stack.resources:
@@ -329,6 +334,13 @@ def dependency_order(stack: RenderedStack) -> list[Resource]:
         for dep in r.options.get("dependencies", []):
             needed |= expand(dep)
         deps[r.urn] = {d for d in needed if d in by_urn and d != r.urn}
+    return deps
+
+
+def dependency_order(stack: RenderedStack) -> list[Resource]:
+    """Every resource after everything it depends on; stable in render order otherwise."""
+    by_urn = {r.urn: r for r in stack.resources}
+    deps = dependency_map(stack)
     ordered, done = [], set()
     pending = [r.urn for r in stack.resources]
     while pending:
@@ -352,10 +364,17 @@ class Applier:
         self.forwards: dict[str, subprocess.Popen] = {}
         self.apis: dict[str, DockerApi] = {}
         self.generic: dict[str, bool] = {}
+        # Resources apply from several threads; key files and the engine connection are
+        # made once, under this lock.
+        self.lock = threading.RLock()
 
     # ---- transport --------------------------------------------------------------------------
 
     def _identity(self, private_key: str) -> Path:
+        with self.lock:
+            return self._identity_locked(private_key)
+
+    def _identity_locked(self, private_key: str) -> Path:
         digest = hashlib.sha256(private_key.encode()).hexdigest()[:12]
         if digest not in self.keys:
             path = self.vps.run_dir / "keys" / f"k{digest}"
@@ -408,6 +427,10 @@ class Applier:
         the provider's ssh:// transport reaches it: the remote /var/run/docker.sock (the
         user must be in the docker group). A forwarded socket rather than `docker -H ssh://`
         per call: one SSH connection for the whole run, and the API's JSON directly."""
+        with self.lock:
+            return self._api_locked(provider)
+
+    def _api_locked(self, provider: Resource | None) -> DockerApi:
         key = provider.urn if provider else "default"
         if key in self.apis:
             return self.apis[key]
@@ -473,11 +496,16 @@ class Applier:
     # ---- apply ------------------------------------------------------------------------------
 
     def apply(self, stack: RenderedStack, previous: State | None = None) -> tuple[State, list[Outcome]]:
-        """Create what is new, update or replace what changed, delete what is gone."""
+        """Create what is new, update or replace what changed, delete what is gone.
+
+        Like the engine, everything whose dependencies are done runs at once (up to
+        PARALLEL): independent commands and containers overlap, which also shows an ordering
+        the plan forgot to declare."""
         state = State()
         outcomes: list[Outcome] = []
         providers = {r.urn: r for r in stack.resources if r.type.startswith("pulumi:providers:")}
         ordered = dependency_order(stack)
+        deps = dependency_map(stack)
         image_ids: dict[str, str] = {}
         if previous:
             for urn, out in previous.outputs.items():
@@ -490,44 +518,69 @@ class Applier:
             for urn in reversed(previous.order):
                 if urn not in current:
                     outcomes.append(self._delete_from_state(previous, urn, providers))
-        blocked: dict[str, str] = {}
         for resource in ordered:
-            started = time.monotonic()
-            inputs = reveal(resource.inputs)
             state.order.append(resource.urn)
-            state.inputs[resource.urn] = inputs
+            state.inputs[resource.urn] = reveal(resource.inputs)
             state.types[resource.urn] = resource.type
             state.options[resource.urn] = {**resource.options, "provider": resource.provider,
                                            "name": resource.name}
+        blocked: dict[str, str] = {}
+        done: set[str] = set()
+        pending = list(ordered)
+        failure: RehearsalError | None = None
+
+        def one(resource: Resource) -> tuple[str, str, dict, float]:
+            started = time.monotonic()
             old = previous.inputs.get(resource.urn) if previous else None
-            if not resource.custom:
-                continue
-            # As the engine does: nothing runs after a dependency that failed.
-            cause = next((blocked[d] for d in resource.options.get("dependencies", []) if d in blocked), None)
-            if cause:
-                blocked[resource.urn] = cause
-                outcomes.append(Outcome(resource, "blocked", 0.0, f"after {cause}"))
-                state.order.remove(resource.urn)
-                del state.inputs[resource.urn]
-                self.log(f"  blocked  {resource.type} {resource.name} (after {cause})")
-                continue
-            try:
-                action, detail, outputs = self._apply_one(resource, inputs, old, previous,
-                                                          providers, image_ids, state)
-            except Offline as err:
-                blocked[resource.urn] = resource.name
-                outcomes.append(Outcome(resource, "offline", time.monotonic() - started, str(err)))
-                self.log(f"  offline  {resource.type} {resource.name}: {err}")
-                state.order.remove(resource.urn)
-                del state.inputs[resource.urn]
-                continue
-            except RehearsalError as err:
-                raise RehearsalError(f"{resource.type} {resource.name}: {err}") from None
-            state.outputs[resource.urn] = outputs
-            outcomes.append(Outcome(resource, action, time.monotonic() - started, detail))
-            if action not in ("same", "record"):
-                self.log(f"  {action:8} {resource.type} {resource.name} "
-                         f"({time.monotonic() - started:.1f} s){' ' + detail if detail else ''}")
+            action, detail, outputs = self._apply_one(resource, state.inputs[resource.urn], old,
+                                                      previous, providers, image_ids, state)
+            return action, detail, outputs, time.monotonic() - started
+
+        def drop(resource: Resource, action: str, detail: str, cause: str, seconds: float) -> None:
+            blocked[resource.urn] = cause
+            outcomes.append(Outcome(resource, action, seconds, detail))
+            self.log(f"  {action:8} {resource.type} {resource.name}: {detail}")
+            state.order.remove(resource.urn)
+            del state.inputs[resource.urn]
+
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+            running: dict[concurrent.futures.Future, Resource] = {}
+            while pending or running:
+                for resource in [r for r in pending if deps[r.urn] <= done] if failure is None else []:
+                    pending.remove(resource)
+                    if not resource.custom:
+                        done.add(resource.urn)
+                        continue
+                    # As the engine does: nothing runs after a dependency that failed.
+                    cause = next((blocked[d] for d in deps[resource.urn] if d in blocked), None)
+                    if cause:
+                        drop(resource, "blocked", f"after {cause}", cause, 0.0)
+                        done.add(resource.urn)
+                        continue
+                    running[pool.submit(one, resource)] = resource
+                if failure is not None and not running:
+                    break
+                if not running:
+                    continue
+                finished, _ = concurrent.futures.wait(running, return_when="FIRST_COMPLETED")
+                for future in finished:
+                    resource = running.pop(future)
+                    done.add(resource.urn)
+                    try:
+                        action, detail, outputs, seconds = future.result()
+                    except Offline as err:
+                        drop(resource, "offline", str(err), resource.name, 0.0)
+                        continue
+                    except RehearsalError as err:
+                        failure = failure or RehearsalError(f"{resource.type} {resource.name}: {err}")
+                        continue
+                    state.outputs[resource.urn] = outputs
+                    outcomes.append(Outcome(resource, action, seconds, detail))
+                    if action not in ("same", "record"):
+                        self.log(f"  {action:8} {resource.type} {resource.name} "
+                                 f"({seconds:.1f} s){' ' + detail if detail else ''}")
+        if failure is not None:
+            raise failure
         return state, outcomes
 
     def _changed(self, resource: Resource, inputs: dict, old: dict | None) -> set[str]:

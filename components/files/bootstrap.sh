@@ -104,6 +104,10 @@ installed() {
 
 step_packages() {
   local missing=() package want_compose=yes
+  # Every apt run on the host waits for another one instead of failing on dpkg's lock: Pulumi
+  # runs independent commands at the same time (two jobs' installs collided in the rehearsal),
+  # and a fresh VPS often runs unattended-upgrades at first boot.
+  printf 'DPkg::Lock::Timeout "600";\n' >/etc/apt/apt.conf.d/50jamjam-wait-for-dpkg-lock
   for package in "${PACKAGES[@]}"; do
     installed "$package" || missing+=("$package")
   done
