@@ -141,7 +141,13 @@ class Vps:
             return "vps-init: booted" in (self.run_dir / "console.log").read_text(errors="replace")
 
         wait_for(booted, 60, "the VPS booting")
-        wait_for(lambda: self.port_open(22), 30, "sshd listening on the VPS's port 22")
+        try:
+            wait_for(lambda: self.port_open(22), 30, "sshd listening on the VPS's port 22")
+        except RehearsalError:
+            log = self.rootfs / "var/log/ssh.service.log"
+            tail = log.read_text(errors="replace").splitlines()[-2:] if log.exists() else []
+            raise RehearsalError("sshd did not start on the VPS: " + (" | ".join(tail) or
+                                 self.console_tail())) from None
 
     def console_tail(self, lines: int = 5) -> str:
         try:
