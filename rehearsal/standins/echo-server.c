@@ -14,11 +14,26 @@ static int reach_signaling(const char *url) {
   if (sscanf(url, "ws://%255[^:/]:%15[0-9]", host, port) < 1) return -1;
   int fd = open_socket(host, port, SOCK_STREAM, 0);
   if (fd < 0) return -1;
+  /* The handshake's key: 16 random bytes in base64, made per connection as clients do. */
+  char b64[64];
+  for (int i = 0; i < 26; i++) b64[i] = (char)('A' + i), b64[26 + i] = (char)('a' + i);
+  for (int i = 0; i < 10; i++) b64[52 + i] = (char)('0' + i);
+  b64[62] = '+';
+  b64[63] = '/';
+  unsigned char raw[18] = {0};
+  char key[25];
+  for (int i = 0; i < 16; i++) raw[i] = (unsigned char)(rand() & 0xff);
+  for (int i = 0, o = 0; i < 18; i += 3) {
+    unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+    for (int k = 0; k < 4 && o < 24; k++) key[o++] = b64[(v >> (18 - 6 * k)) & 63];
+  }
+  key[22] = key[23] = '=';
+  key[24] = 0;
   char req[512];
   snprintf(req, sizeof req,
            "GET / HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: cmVoZWFyc2FsLXN0YW5kaW4=\r\n\r\n",
-           host, port);
+           "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n",
+           host, port, key);
   char buf[1024];
   int ok = write(fd, req, strlen(req)) > 0 && read_head(fd, buf, sizeof buf) > 0 &&
            strstr(buf, " 101 ") != NULL;
@@ -37,6 +52,7 @@ int main(int argc, char **argv) {
   const char *host = opt(argc, argv, "--host", "0.0.0.0");
   long delay = atol(opt(argc, argv, "--delay", getenv("ECHO_DELAY_MS") ? getenv("ECHO_DELAY_MS") : "0"));
   const char *url = opt(argc, argv, "--signaling-url", NULL);
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
   int fd = open_socket(host, port, SOCK_DGRAM, 1);
   if (fd < 0) {
     say("echo-server: cannot bind udp %s:%s: %s", host, port, strerror(errno));
