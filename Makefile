@@ -5,9 +5,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: plan plan-json test bench rehearse clean
 
+# Setup talks on stderr only: `make plan-json > plan.json` must hold nothing but the JSON.
 $(VENV)/.requirements: requirements.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
 	@touch $@
 
 $(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
@@ -15,11 +16,13 @@ $(VENV)/.requirements-dev: requirements-dev.txt $(VENV)/.requirements
 	@touch $@
 
 ## Render both stacks offline, print what each declares and run the policy pack on it.
+## Exit 2: a stack's config is wrong (one line per bad key on stderr); 1: a mandatory policy.
+## `@`: the command line itself is not output (plan-json's stdout is the JSON document only).
 plan: $(VENV)/.requirements
-	$(PY) -m tools.plan
+	@$(PY) -m tools.plan
 
 plan-json: $(VENV)/.requirements
-	$(PY) -m tools.plan --json
+	@$(PY) -m tools.plan --json
 
 ## Install what the tests run for real (needs root or the packages present), then run them.
 ## pytest exits 5 when it collects nothing: that must fail, not pass.
@@ -45,3 +48,7 @@ rehearse: $(VENV)/.requirements-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The component library is installed from this checkout (`-e .` in requirements.txt): a change
+# to its packaging reinstalls it. (A rule of its own, so the setup recipe above stays as is.)
+$(VENV)/.requirements: pyproject.toml

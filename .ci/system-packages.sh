@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests run for real (ufw and iptables in network namespaces,
-# rclone against a local S3 server, shellcheck on every shipped script). Idempotent: does
+# rclone against a local S3 server, shellcheck on every shipped script, ssh-agent and node for the
+# CI scripts and the PR-comment script). Idempotent: does
 # nothing when every tool is already there. Used by .ci/run and `make test`.
 set -euo pipefail
 
@@ -17,20 +18,25 @@ declare -A needed=(
   [gzip]=gzip
   [logger]=bsdutils
   [sshd]=openssh-server
+  [ssh-agent]=openssh-client
+  [ssh-keygen]=openssh-client
+  [node]=nodejs
   [sudo]=sudo
   [visudo]=sudo
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
-  # The rehearsal (make rehearse): a Docker engine, a Debian 12 rootfs, the stand-in images
-  # (busybox-static plus binaries built with gcc -static), the relays into its namespaces.
+  # tests/test_docker_daemon.py and the rehearsal (make rehearse): a real dockerd in a network
+  # namespace, a static busybox image
   [dockerd]=docker.io
-  [debootstrap]=debootstrap
+  [nsenter]=util-linux
   [busybox]=busybox-static
+  # The rehearsal also: a Debian 12 rootfs, the stand-in binaries (gcc -static), the relays
+  # into its namespaces.
+  [debootstrap]=debootstrap
   [gcc]=gcc
   [socat]=socat
   [file]=file
-  [nsenter]=util-linux
   [ssh]=openssh-client
 )
 

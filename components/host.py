@@ -1,26 +1,63 @@
-"""The VPS itself: first contact, bootstrap (Docker, the day-to-day user, SSH hardening) and
-the firewall, all over SSH with pulumi-command."""
+"""A Docker host over SSH: first contact, bootstrap (Docker, the day-to-day user, SSH
+hardening), a firewall that opens SSH and exactly what its containers publish, and the
+containers themselves (pulumi-docker through an ssh:// provider)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 import pulumi_command as command
+import pulumi_docker as docker
 
-from components._remote import connection, remote_script
-from settings import SshSettings
+from jamjam_infra._remote import connection, remote_script
+from jamjam_infra.container import (ContainerSpec, DockerHost, Labels, SpecError,
+                                    published_ports, run_container)
+
+
+@dataclass(frozen=True)
+class SshArgs:
+    host: str
+    """Address the program and the operator reach the machine at."""
+    port: int
+    user: str
+    """Day-to-day user Pulumi connects as after the first contact (key only, passwordless sudo)."""
+    initial_user: str
+    """User that exists on a fresh VPS (often root); used once to create ``user``."""
+    private_key: pulumi.Input[str]
+    host_key: str | None = None
+    """Pinned host key ("type base64"); None trusts the first key seen (accept-new)."""
+
+    @property
+    def docker_host(self) -> str:
+        return f"ssh://{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MovedFrom:
+    """The component that owned a host's Docker resources in an earlier version of a program
+    (jamjam's were children of ``jamjam:index:Services`` ``jamjam``). Its resources become
+    aliases, so a stack that already runs moves them in state instead of replacing them."""
+
+    type: str
+    name: str
 
 
 @dataclass(frozen=True)
 class HostArgs:
-    ssh: SshSettings
-    public_ports: tuple[str, ...]
-    """Ports open to the internet besides SSH, as ``<port>/<proto>`` (e.g. ``5000/udp``)."""
+    ssh: SshArgs
+    stack: str
+    containers: Sequence[ContainerSpec] = ()
+    """What runs here; each must name this host. The firewall opens what they publish."""
+    network: str | None = None
+    """Name of the user-defined bridge network the containers share (required with containers)."""
+    labels: Labels = Labels()
+    moved_from: MovedFrom | None = None
 
 
 class Host(pulumi.ComponentResource):
-    """A Docker host reachable only on SSH and the declared public ports."""
+    """A machine reachable only on SSH and the ports its containers publish."""
 
     connection: command.remote.ConnectionArgs
     """How later components reach the host: the day-to-day user, key auth, sudo -n."""
@@ -28,9 +65,13 @@ class Host(pulumi.ComponentResource):
     ready: pulumi.Resource
     """Depend on this before running anything on the host: Docker is up, the firewall is on."""
 
+    containers: dict[str, docker.Container]
+    """By role."""
+
     def __init__(self, name: str, args: HostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jamjam:index:Host", name, None, opts)
         ssh = args.ssh
+        _check_placement(name, args)
         self.connection = connection(ssh.host, ssh.port, ssh.user, ssh.private_key, ssh.host_key)
         bootstrap_args = ["--user", ssh.user]
 
@@ -51,7 +92,8 @@ class Host(pulumi.ComponentResource):
             f"{name}-bootstrap", self.connection, "bootstrap.sh", bootstrap_args,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[first_contact]),
         )
-        port_args = [arg for port in args.public_ports for arg in ("--allow", port)]
+        # Derived from the specs, so a port is opened exactly when a container publishes it.
+        port_args = [arg for port in published_ports(args.containers) for arg in ("--allow", port)]
         firewall = remote_script(
             f"{name}-firewall", self.connection, "firewall.sh",
             ["apply", "--ssh-port", str(ssh.port), *port_args],
@@ -61,4 +103,69 @@ class Host(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]),
         )
         self.ready = firewall
+        self.containers = {}
+        if args.containers:
+            self._run(name, args)
         self.register_outputs({})
+
+    def _run(self, name: str, args: HostArgs) -> None:
+        assert args.network is not None
+        provider = docker.Provider(
+            f"{name}-docker",
+            host=args.ssh.docker_host,
+            # The docker CLI's ssh transport uses the operator's ssh client and agent. Batch mode
+            # makes a missing key fail fast instead of waiting for a password prompt.
+            ssh_opts=["-o", "BatchMode=yes", "-o",
+                      f"StrictHostKeyChecking={'yes' if args.ssh.host_key else 'accept-new'}"],
+            # The first preview of a new stack runs before the VPS has Docker; the daemon is
+            # only needed when something is actually created.
+            disable_docker_daemon_check=True,
+            opts=pulumi.ResourceOptions(parent=self, aliases=_moved(args, "docker")),
+        )
+        network = docker.Network(
+            f"{name}-network", name=args.network, driver="bridge",
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[self.ready],
+                                        aliases=_moved(args, "network")))
+        old = args.moved_from
+        host = DockerHost(name=name, provider=provider, network=network,
+                          connection=self.connection, ready=self.ready, stack=args.stack,
+                          labels=args.labels, network_name=args.network,
+                          moved_from=pulumi.create_urn(old.name, old.type) if old else None)
+        # Specs come in dependency order (checked by _check_placement).
+        for spec in args.containers:
+            self.containers[spec.role] = run_container(
+                spec, host, parent=self,
+                depends_on=[self.containers[role] for role in spec.depends_on])
+
+
+def _moved(args: HostArgs, role: str) -> list[pulumi.Alias] | None:
+    old = args.moved_from
+    if old is None:
+        return None
+    return [pulumi.Alias(name=f"{old.name}-{role}", parent=pulumi.create_urn(old.name, old.type))]
+
+
+def _check_placement(name: str, args: HostArgs) -> None:
+    seen: set[str] = set()
+    names: set[str] = set()
+    bound: dict[str, str] = {}
+    for spec in args.containers:
+        for port in spec.ports:
+            if port.firewall_rule in bound:
+                raise SpecError(f"container {spec.name!r} publishes {port.firewall_rule}, which "
+                                f"{bound[port.firewall_rule]!r} already publishes on host {name!r}")
+            bound[port.firewall_rule] = spec.name
+        if spec.host != name:
+            raise SpecError(f"container {spec.name!r} names host {spec.host!r} but was given to "
+                             f"host {name!r}; pass each host only its own containers")
+        if spec.role in seen or spec.name in names:
+            raise SpecError(f"container {spec.name!r}: role {spec.role!r} or name used twice "
+                             f"on host {name!r}")
+        missing = [role for role in spec.depends_on if role not in seen]
+        if missing:
+            raise SpecError(f"container {spec.name!r} depends on {missing[0]!r}, which is not "
+                             f"listed before it on host {name!r}")
+        seen.add(spec.role)
+        names.add(spec.name)
+    if args.containers and not args.network:
+        raise SpecError(f"host {name!r} runs containers but HostArgs.network is not set")

@@ -12,8 +12,8 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 
-from components._remote import read_file, remote_file
-from components.scheduled_job import ScheduledJob, ScheduledJobArgs
+from jamjam_infra._remote import read_file, remote_file
+from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs
 
 RCLONE_CONFIG = "/etc/jamjam/rclone.conf"
 # Cloudflare's names for object-level access to R2 buckets (account API token permission groups).

@@ -1,28 +1,25 @@
-"""Scheduled operations on the host (self-healing, resource alerts, image scans, OS updates)
-and the optional external check of the signaling endpoint."""
+"""Scheduled operations on a host: self-healing, resource alerts, image scans, OS updates.
+(External health checks of public routes are per route: see tunnel.ExternalCheck.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_cloudflare as cloudflare
 import pulumi_command as command
 
-from components._remote import digest, read_file, remote_file, remote_script
-from components.scheduled_job import ScheduledJob, ScheduledJobArgs, script_path
-from settings import OperationsSettings
+from jamjam_infra._remote import read_file, remote_file, remote_script
+from jamjam_infra.scheduled_job import ScheduledJob, ScheduledJobArgs, script_path
 
 ALERT_SCRIPT = "jamjam-alert.sh"
 WEBHOOK_FILE = "/etc/jamjam/alert-webhook"
 _UPGRADES = "unattended-upgrades"
-# The distribution's own unattended-upgrades does the work; these files only scope it to
-# security updates and move its run into the maintenance window.
+# The distribution's own unattended-upgrades does the work; this file only turns it on and
+# scopes it to security updates. One owner per file: Pulumi owns this one (a name of our own,
+# read after the distribution's files, never one of theirs); os-updates.sh owns the timer
+# drop-in that moves the run into the maintenance window, and the package it may install.
 _UPGRADE_FILES = {
     "52jamjam-unattended-upgrades": "/etc/apt/apt.conf.d/52jamjam-unattended-upgrades",
-    "20auto-upgrades": "/etc/apt/apt.conf.d/20auto-upgrades",
-    "apt-daily-upgrade-window.conf":
-        "/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf",
 }
 MAINTENANCE_REBOOT_TIME = "03:30"
 
@@ -30,12 +27,18 @@ MAINTENANCE_REBOOT_TIME = "03:30"
 @dataclass(frozen=True)
 class OperationsArgs:
     stack: str
-    settings: OperationsSettings
-    signaling_hostname: str
-    zone_id: str
-    webhook_url: pulumi.Output[str] | None
     connection: command.remote.ConnectionArgs
     host_ready: pulumi.Resource
+    webhook_url: pulumi.Output[str] | None = None
+    """Discord-compatible webhook; None logs alerts to syslog only."""
+    self_heal: bool = True
+    resource_alerts: bool = True
+    disk_alert_percent: int = 80
+    memory_alert_percent: int = 90
+    image_scan: bool = True
+    image_scan_schedule: str = "30 4 * * 1"
+    os_updates: bool = True
+    os_updates_reboot: bool = False
 
 
 class Operations(pulumi.ComponentResource):
@@ -44,7 +47,7 @@ class Operations(pulumi.ComponentResource):
     def __init__(self, name: str, args: OperationsArgs,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("jamjam:index:Operations", name, None, opts)
-        ops = args.settings
+        ops = args
         child = pulumi.ResourceOptions(parent=self)
         after = pulumi.ResourceOptions(parent=self, depends_on=[args.host_ready])
 
@@ -87,38 +90,18 @@ class Operations(pulumi.ComponentResource):
             ), opts=child)
         if ops.os_updates:
             self._os_updates(name, args, after)
-        if ops.external_health_check:
-            cloudflare.Healthcheck(
-                f"{name}-signaling-check",
-                zone_id=args.zone_id,
-                name=f"jamjam-{args.stack}-signaling",
-                description=f"https://{args.signaling_hostname} answers through the tunnel",
-                address=args.signaling_hostname,
-                type="HTTPS",
-                http_config=cloudflare.HealthcheckHttpConfigArgs(
-                    method="GET", path="/", port=443, follow_redirects=False,
-                    # Any answer from signaling-server proves tunnel and origin are up; it need
-                    # not serve plain GETs. Down shows as 5xx (502, 530) from Cloudflare.
-                    expected_codes=["2xx", "3xx", "4xx"]),
-                interval=60, retries=2, timeout=5, consecutive_fails=2, consecutive_successes=1,
-                opts=child)
         self.register_outputs({})
 
     def _os_updates(self, name: str, args: OperationsArgs,
                     after: pulumi.ResourceOptions) -> None:
-        files = []
         for source, path in _UPGRADE_FILES.items():
             content = (read_file(f"{_UPGRADES}/{source}")
                        .replace("@AUTOMATIC_REBOOT@",
-                                "true" if args.settings.os_updates_reboot else "false")
+                                "true" if args.os_updates_reboot else "false")
                        .replace("@REBOOT_TIME@", MAINTENANCE_REBOOT_TIME))
-            files.append((content, remote_file(f"{name}-upgrades-{source.split('-')[0]}",
-                                               args.connection, path, content, mode="0644",
-                                               opts=after)))
-        # Reinstalls nothing when the files are unchanged; a change to them reloads systemd
-        # so the new timer window takes effect.
+            remote_file(f"{name}-upgrades-{source.split('-')[0]}", args.connection, path,
+                        content, mode="0644", opts=after)
+        # apt reads its settings afresh on every run, so a change to them needs no step here;
+        # a change to the script (the window) runs apply again.
         remote_script(f"{name}-os-updates", args.connection, "os-updates.sh", ["apply"],
-                      delete_args=["remove", *_UPGRADE_FILES.values()],
-                      triggers=[digest("".join(content for content, _ in files))],
-                      opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(
-                          depends_on=[resource for _, resource in files])))
+                      delete_args=["remove"], opts=after)

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_command as command
 
-from components._remote import read_file, remote_file
+from jamjam_infra._remote import read_file, remote_file
 
 SCRIPTS = "/opt/jamjam/scripts"
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")

@@ -228,4 +228,4 @@ def test_the_other_steps_refuse_a_test_root(tmp_path):
     for step in ("packages", "user"):
         result = subprocess.run(["bash", str(BOOTSTRAP), "--user", "jamjam", "--step", step],
                                 env=env, capture_output=True, text=True, timeout=30)
-        assert result.returncode == 1 and "ssh only" in result.stderr
+        assert result.returncode == 1 and "ssh and docker only" in result.stderr

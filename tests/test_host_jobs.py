@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.scheduled_job import cron_entry
+from jamjam_infra.scheduled_job import cron_entry
 from tools.render import RenderedStack, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,8 +175,9 @@ def test_os_updates_use_unattended_upgrades_in_the_window_without_reboot(product
     config = files["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
     assert 'Unattended-Upgrade::Automatic-Reboot "false"' in config
     assert "@AUTOMATIC_REBOOT@" not in config and "@REBOOT_TIME@" not in config
-    window = files["/etc/systemd/system/apt-daily-upgrade.timer.d/jamjam-window.conf"]
-    assert "03:00" in window
+    # The window is a drop-in os-updates.sh owns (tests/test_ops_os_updates.py runs it).
+    script = production.named("ops-os-updates")
+    assert "OnCalendar=*-*-* 03:00" in script.inputs["stdin"]
     rebooting = render("production", overrides={"operations": {"osUpdatesReboot": True}})
     assert 'Unattended-Upgrade::Automatic-Reboot "true"' in \
         _files(rebooting)["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
@@ -188,6 +189,10 @@ def test_external_check_is_off_by_default_and_targets_the_signaling_host(product
     (check,) = stack.of_type("cloudflare:index/healthcheck:Healthcheck")
     assert check.inputs["address"] == "signaling-jamjam.koeda.me"
     assert check.inputs["type"] == "HTTPS"
+    assert check.inputs["name"] == "jamjam-production-signaling"
+    assert check.inputs["httpConfig"]["path"] == "/"
+    # Any answer from signaling proves tunnel and origin are up; down is Cloudflare's 5xx.
+    assert check.inputs["httpConfig"]["expectedCodes"] == ["2xx", "3xx", "4xx"]
 
 
 # --- the cron mechanism ------------------------------------------------------------------

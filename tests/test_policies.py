@@ -1,14 +1,19 @@
-"""The policy pack: every rule on a compliant baseline, then each way to break it.
+"""The policy pack: every rule on a compliant baseline, then each way to break it; the pack as
+a whole (its rule set, levels, config, offline runner, the running analyzer, the real stacks).
 
 Each case changes one property of a baseline from tests/policy_fixtures.py and runs one policy
-the way pulumi-policy's analyzer calls it (protobuf round trip, secrets unwrapped, numbers as
-floats, unknowns behind the proxy). policies/__main__.py is never imported: building the
-PolicyPack starts the analyzer's server and blocks.
+the way pulumi-policy's analyzer calls it (protobuf round trip, secrets marked by the pack's
+compat, numbers as floats, unknowns behind the proxy). policies/__main__.py is never imported:
+building the PolicyPack starts the analyzer's server and blocks.
+
+Rules added later keep their cases in their own tests/test_policies_<module>.py (``BREAKS``,
+``STACK_BREAKS``); the pack-wide tests here derive every expectation from the pack itself.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
 import subprocess
@@ -17,16 +22,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationArgs, \
+    StackValidationPolicy
 
 from tests.policy_fixtures import (
     ACCOUNT, API_TOKEN, BASELINES, CLOUDFLARED, COMMAND, CONTAINER, CUSTOM_DOMAIN, DNS, DNS_RECORD,
     ECHO, FIREWALL, LOGS_BUCKET, MANAGED_DOMAIN, R2_BUCKET, R2_CUSTOM_DOMAIN, R2_MANAGED_DOMAIN,
     REMOTE_IMAGE, REMOTE_IMAGE_BASE, SIGNALING, TOKEN, TUNNEL_CONFIG, TUNNEL_CONFIG_BASE,
-    UNKNOWN, UPLOAD_CRON, ZONE, analyzer_props, changed, fake_tunnel_secret, fake_tunnel_token, secret, stack_violations, violations,
+    UNKNOWN, UPLOAD_CRON, ZONE, analyzer_props, assert_break, assert_stack_break, changed,
+    fake_tunnel_secret, fake_tunnel_token, offline_resources, secret, stack_violations, violations,
 )
 from jamjam_policies import ALL_POLICIES, CONFIG_DEFAULTS, PACK_NAME  # noqa: E402 (path set above)
-from jamjam_policies.config import PORT_PROTO  # noqa: E402
+from jamjam_policies.config import PORT_PROTO, PolicyConfigError  # noqa: E402
 from tools import policy_check  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,19 +204,23 @@ def test_compliant_baseline_passes(policy, name):
 
 @pytest.mark.parametrize("policy_name,type_,inputs,expected", BREAKS, ids=map(_case_id, BREAKS))
 def test_each_way_to_break_a_rule_is_reported(policy_name, type_, inputs, expected):
-    found = violations(policy_name, type_, inputs, name="broken")
-    assert found, f"{policy_name} let this through: {inputs}"
-    text = "\n".join(found)
-    assert expected in text
-    for message in found:
-        assert f"{type_} 'broken'" in message, "the message names the resource (type and name)"
-        assert message.rstrip().endswith("."), "the message is whole sentences"
+    assert_break(policy_name, type_, inputs, expected)
+
+
+def _policy_test_modules():
+    for path in sorted(Path(__file__).parent.glob("test_policies*.py")):
+        yield importlib.import_module(f"tests.{path.stem}")
 
 
 def test_every_rule_has_a_breaking_case():
-    broken = {case[0] for case in BREAKS}
-    resource_rules = {p.name for p in RESOURCE_POLICIES}
-    assert resource_rules <= broken, f"no breaking case for {resource_rules - broken}"
+    """Every rule of the pack, whichever module it lives in, is broken by at least one case
+    in some tests/test_policies*.py (its ``BREAKS`` or ``STACK_BREAKS``)."""
+    broken = set()
+    for module in _policy_test_modules():
+        broken |= {case[0] for case in getattr(module, "BREAKS", [])}
+        broken |= {case[0] for case in getattr(module, "STACK_BREAKS", [])}
+    missing = {p.name for p in ALL_POLICIES} - broken
+    assert not missing, f"no breaking case for {sorted(missing)}"
 
 
 @pytest.mark.parametrize("ip", ["127.0.0.1", "127.1.2.3", "::1", "localhost"])
@@ -268,13 +279,15 @@ def test_signaling_port_comes_from_config():
 
 
 def test_a_malformed_allowlist_entry_names_the_key():
-    with pytest.raises(ValueError, match="publicPorts entry '5000' is not PORT/PROTO"):
+    with pytest.raises(PolicyConfigError, match="publicPorts entry '5000' is not PORT/PROTO"):
         violations("public-ports-allowlisted", CONTAINER, ECHO, config={"publicPorts": ["5000"]})
 
 
 def test_config_defaults_match_the_operations_documents():
-    assert CONFIG_DEFAULTS["public-ports-allowlisted"] == {"publicPorts": ["22/tcp", "5000/udp"]}
+    assert CONFIG_DEFAULTS["public-ports-allowlisted"] == {
+        "publicPorts": ["22/tcp", "5000/udp"], "stackPublicPorts": {}}
     assert CONFIG_DEFAULTS["signaling-port-never-public"] == {"signalingPort": 8080}
+    assert CONFIG_DEFAULTS["database-ports-never-public"] == {"databasePorts": [5432, 3306, 6379, 27017]}
     for entry in CONFIG_DEFAULTS["public-ports-allowlisted"]["publicPorts"]:
         assert PORT_PROTO.match(entry)
 
@@ -323,6 +336,21 @@ ARCHIVE = [(R2_BUCKET, "logs-bucket", LOGS_BUCKET), (COMMAND, "logs-upload-cron"
            (COMMAND, "vps-firewall", FIREWALL)]
 
 
+STACK_BREAKS = [
+    ("production-has-log-archive", ARCHIVE[1:], "no cloudflare:index/r2Bucket:R2Bucket named jamjam-logs",
+     {"stack": "production"}),
+    ("production-has-log-archive", [ARCHIVE[0], ARCHIVE[2]], "upload-logs-to-r2 cron job",
+     {"stack": "production"}),
+    ("log-archive-only-on-production", ARCHIVE, "Turn the log archive off", {"stack": "test"}),
+]
+
+
+@pytest.mark.parametrize("policy_name,resources,expected,config", STACK_BREAKS,
+                         ids=[f"{c[0]}-{c[2]}" for c in STACK_BREAKS])
+def test_each_way_to_break_a_stack_rule_is_reported(policy_name, resources, expected, config):
+    assert_stack_break(policy_name, resources, expected, config)
+
+
 def test_production_with_the_archive_passes():
     assert stack_violations("production-has-log-archive", ARCHIVE, {"stack": "production"}) == []
 
@@ -357,6 +385,36 @@ def test_a_test_stack_needs_no_archive_and_is_told_when_it_has_one():
     assert "Turn the log archive off for this stack." in found[0][0]
 
 
+def test_the_archive_is_required_of_jamjam_only():
+    # A sibling project on the library keeps no archive and needs no config to say so.
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:], {"stack": "production"},
+                            project="thinkring") == []
+    assert stack_violations("log-archive-only-on-production", ARCHIVE, {"stack": "test"},
+                            project="thinkring") == []
+    assert stack_violations("production-has-log-archive", ARCHIVE[2:], {
+        "stack": "production", "archiveProjects": ["jamjam", "thinkring"]}, project="thinkring")
+
+
+def test_the_project_comes_from_the_runtime_when_urns_do_not_say(monkeypatch):
+    import pulumi
+    from pulumi_policy import PolicyResource
+    from tests.policy_fixtures import _options, policy
+    resources = [PolicyResource(COMMAND, analyzer_props(FIREWALL), "urn:x::vps-firewall",
+                                "vps-firewall", _options(), None, None, [], {})]
+
+    def found():
+        reported = []
+        policy("production-has-log-archive").validate(
+            StackValidationArgs(resources, {"stack": "production"}),
+            lambda message, urn=None: reported.append(message))
+        return reported
+
+    monkeypatch.setattr(pulumi, "get_project", lambda: "workspace-backend")
+    assert found() == []
+    monkeypatch.setattr(pulumi, "get_project", lambda: "jamjam")
+    assert len(found()) == 2
+
+
 def test_stack_name_comes_from_the_pulumi_runtime(monkeypatch):
     import pulumi
     monkeypatch.setattr(pulumi, "get_stack", lambda: "production")
@@ -375,6 +433,10 @@ def test_an_unknown_stack_fails_closed(monkeypatch):
 
 # --- the pack -------------------------------------------------------------------------------
 
+LEVEL = {p.name: p.enforcement_level.value for p in ALL_POLICIES}
+"""Each rule's own level, as its module declares it: what every level expectation derives from."""
+
+
 def test_every_policy_has_a_name_description_and_level():
     names = [p.name for p in ALL_POLICIES]
     assert len(names) == len(set(names))
@@ -382,9 +444,34 @@ def test_every_policy_has_a_name_description_and_level():
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", policy.name)
         assert len(policy.description) > 20 and policy.description.endswith(".")
         assert isinstance(policy.enforcement_level, EnforcementLevel)
+        assert policy.enforcement_level in (EnforcementLevel.ADVISORY, EnforcementLevel.MANDATORY)
         assert isinstance(policy, (ResourceValidationPolicy, StackValidationPolicy))
-    assert {p.name for p in ALL_POLICIES if p.enforcement_level is EnforcementLevel.ADVISORY} == {
-        "container-image-pinned", "log-archive-only-on-production"}
+
+
+def test_the_pack_is_every_rule_module():
+    """ALL_POLICIES is exactly the POLICIES of every rule module file, so a new file is a new
+    set of rules with nothing else to edit."""
+    import jamjam_policies
+    package = Path(jamjam_policies.__file__).parent
+    files = sorted(p.stem for p in package.glob("*.py")
+                   if not p.stem.startswith("_") and p.stem not in jamjam_policies.HELPER_MODULES)
+    modules = jamjam_policies.rule_modules()
+    assert [m.__name__.rsplit(".", 1)[1] for m in modules] == files
+    assert ALL_POLICIES == [policy for module in modules for policy in module.POLICIES]
+
+
+def test_readme_lists_rules_at_their_level():
+    """Every rule README's table names exists in the pack at the level the table says."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Policy pack", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = {}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for name in re.findall(r"`([a-z0-9-]+)`", cells[0]):
+            listed[name] = cells[1]
+    assert listed, "README's policy table is missing"
+    assert {name: LEVEL.get(name) for name in listed} == listed
 
 
 def test_the_pack_entry_point_compiles_and_only_builds_the_pack():
@@ -426,12 +513,17 @@ def _offline_resources(stack="production"):
 
 def test_offline_wire_form_matches_the_analyzer():
     # Secrets at any depth, ints, booleans: the runner's shortcut equals the protobuf round trip.
+    from jamjam_policies._compat import SecretStr
     inputs = changed(CLOUDFLARED, "ports", [{"internal": 5000, "external": secret(5000)}])
     inputs["privileged"] = False
+    inputs["labels"] = secret([{"label": "a", "value": "b"}])
     wired = policy_check.wire(inputs)
     assert wired == _unproxy(analyzer_props(inputs))
     assert wired["ports"][0]["external"] == 5000.0 and isinstance(wired["ports"][0]["external"], float)
     assert wired["envs"][0].startswith("TUNNEL_TOKEN=")
+    assert isinstance(wired["envs"][0], SecretStr) and not isinstance(wired["image"], SecretStr)
+    assert isinstance(wired["labels"][0]["value"], SecretStr)
+    assert [type(v) for v in _unproxy(analyzer_props(inputs))["envs"]] == [SecretStr]
 
 
 def _unproxy(value):
@@ -448,19 +540,20 @@ def test_offline_check_passes_the_baselines_and_reports_breaks():
     assert policy_check.check("production", resources) == []
     resources[0] = _resource(CONTAINER, "jamjam-echo", changed(ECHO, "ports.0.external", 8080))
     found = policy_check.check("production", resources)
-    assert {(v.policy, v.level) for v in found} == {
-        ("signaling-port-never-public", "mandatory"), ("public-ports-allowlisted", "mandatory")}
+    assert {"signaling-port-never-public", "public-ports-allowlisted",
+            "tunnel-origin-ports-never-public"} <= {v.policy for v in found}
+    assert all(v.level == LEVEL[v.policy] for v in found)
     assert all(v.resource == resources[0].urn for v in found)
     report = policy_check.format_report(found)
-    assert report.startswith("Policies, mandatory (2):") and "jamjam-echo" in report
+    assert report.startswith(f"Policies, mandatory ({len(found)}):") and "jamjam-echo" in report
 
 
 def test_offline_check_reads_levels_and_settings_like_the_cli():
     resources = _offline_resources("test")
     resources.append(_resource(CONTAINER, "latest", changed(ECHO, "image", "echo:latest"), "test"))
     found = policy_check.check("test", resources)
-    assert {(v.policy, v.level) for v in found} == {
-        ("container-image-pinned", "advisory"), ("log-archive-only-on-production", "advisory")}
+    assert {v.policy for v in found} == {"container-image-pinned", "log-archive-only-on-production"}
+    assert all(v.level == LEVEL[v.policy] for v in found)
     found = policy_check.check("test", resources, {
         "container-image-pinned": "mandatory",
         "log-archive-only-on-production": {"enforcementLevel": "disabled"}})
@@ -468,6 +561,31 @@ def test_offline_check_reads_levels_and_settings_like_the_cli():
     assert policy_check.check("test", resources, {"all": "disabled"}) == []
     narrowed = policy_check.check("test", resources, {"public-ports-allowlisted": {"publicPorts": ["22/tcp"]}})
     assert ("public-ports-allowlisted", "mandatory") in {(v.policy, v.level) for v in narrowed}
+
+
+@pytest.mark.parametrize("config,message", [
+    ([], "policy config must be a JSON object keyed by policy name"),
+    ({"public-ports-allowlist": {}}, "'public-ports-allowlist' names no policy of this pack; "
+                                     "did you mean 'public-ports-allowlisted'?"),
+    ({"all": "strict"}, "policy config all: enforcement level 'strict' is not one of"),
+    ({"container-image-pinned": {"enforcementLevel": "warn"}}, "level 'warn' is not one of"),
+    ({"public-ports-allowlisted": {"publicPort": ["22/tcp"]}},
+     "public-ports-allowlisted.publicPort is not a setting of this policy; did you mean 'publicPorts'?"),
+    ({"public-ports-allowlisted": {"publicPorts": ["22"]}},
+     "public-ports-allowlisted.publicPorts[0]: '22' does not match"),
+    ({"public-ports-allowlisted": {"stackPublicPorts": {"test": "22/tcp"}}},
+     "public-ports-allowlisted.stackPublicPorts.test: '22/tcp' is not of type 'array'; the default is {}"),
+    ({"database-ports-never-public": {"databasePorts": [5432, "6379"]}},
+     "database-ports-never-public.databasePorts[1]: '6379' is not of type 'integer'"),
+    ({"signaling-port-never-public": 8080}, "must be a level (\"advisory\") or an object of settings"),
+])
+def test_a_bad_pack_config_is_one_line_naming_the_key_before_any_rule_runs(config, message, monkeypatch):
+    ran = []
+    monkeypatch.setattr(policy_check, "_run", lambda *args: ran.append(args))
+    with pytest.raises(PolicyConfigError) as error:
+        policy_check.check("production", _offline_resources(), config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert ran == []
 
 
 def test_offline_main_exits_1_on_a_mandatory_violation(monkeypatch, capsys):
@@ -543,8 +661,10 @@ def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
         properties=_struct(changed(ECHO, "ports.0.external", UNKNOWN)))
     found = analyzer.Analyze(request, timeout=30).diagnostics
     by_policy = {d.policyName: d for d in found}
-    assert set(by_policy) == {"signaling-port-never-public", "public-ports-allowlisted"}
-    assert all(d.enforcementLevel == analyzer_pb2.MANDATORY for d in found)
+    assert {"signaling-port-never-public", "public-ports-allowlisted",
+            "database-ports-never-public"} <= set(by_policy)
+    assert all(d.enforcementLevel == analyzer_pb2.EnforcementLevel.Value(LEVEL[d.policyName].upper())
+               for d in found)
     assert "unknown at preview" in by_policy["signaling-port-never-public"].message
 
     opened = analyzer_pb2.AnalyzeRequest(type=COMMAND, name="vps-firewall", urn="urn:x::vps-firewall",
@@ -557,8 +677,58 @@ def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
             properties=_struct({"publicPorts": ["22/tcp", "5000/udp", "443/tcp"]}))}), timeout=30)
     try:
         assert list(analyzer.Analyze(opened, timeout=30).diagnostics) == []
+        # Per stack: the pack runs for production (PULUMI_STACK), so only that override counts.
+        for stack, expected in (("production", []), ("test", ["public-ports-allowlisted"])):
+            analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
+                "public-ports-allowlisted": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.MANDATORY,
+                    properties=_struct({"stackPublicPorts": {
+                        stack: ["22/tcp", "5000/udp", "443/tcp"]}}))}), timeout=30)
+            assert [d.policyName for d in analyzer.Analyze(opened, timeout=30).diagnostics] == expected
     finally:
         analyzer.Configure(analyzer_pb2.ConfigureAnalyzerRequest(), timeout=30)
+
+
+def test_the_running_pack_sees_which_env_values_are_secrets(analyzer):
+    """pulumi-policy unwraps secrets before a rule runs; the pack's compat keeps the marker, in
+    the analyzer process the CLI starts, for known and unknown secrets alike."""
+    from pulumi.runtime.proto import analyzer_pb2
+
+    def diagnostics(envs):
+        request = analyzer_pb2.AnalyzeRequest(
+            type=CONTAINER, name="db", urn="urn:pulumi:production::jamjam::x::db",
+            properties=_struct(changed(ECHO, "envs", envs)))
+        return [d for d in analyzer.Analyze(request, timeout=30).diagnostics
+                if d.policyName == "env-secrets-are-pulumi-secrets"]
+
+    assert diagnostics([secret("POSTGRES_PASSWORD=generated"), secret(UNKNOWN), "POSTGRES_DB=app"]) == []
+    [plaintext] = diagnostics(["POSTGRES_PASSWORD=generated"])
+    assert "POSTGRES_PASSWORD" in plaintext.message and plaintext.enforcementLevel == analyzer_pb2.MANDATORY
+    [unknown] = diagnostics([UNKNOWN])
+    assert "unknown at preview and not a Pulumi secret" in unknown.message
+
+
+def test_the_running_pack_reads_a_database_image_through_its_dependencies(analyzer):
+    """The engine sends each resource's dependencies: a container that runs an image id is
+    known to be postgres by the RemoteImage it depends on."""
+    from pulumi.runtime.proto import analyzer_pb2
+    from tests.policy_fixtures import THINKRING, changed as change
+
+    def stack(db_labels):
+        resources = []
+        for type_, name, inputs, *depends in THINKRING:
+            if name == "db":
+                inputs = change(change(inputs, "labels", db_labels), "volumes.0.containerPath", "/pg")
+            resources.append(analyzer_pb2.AnalyzerResource(
+                type=type_, name=name, urn=f"urn:x::{name}", properties=_struct(inputs),
+                dependencies=[f"urn:x::{d}" for d in (depends[0] if depends else ())]))
+        found = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=30)
+        return [d for d in found.diagnostics if d.policyName == "database-volumes-backed-up"]
+
+    labelled = [{"label": "jamjam.backup", "value": "thinkring-db-backup"}]
+    assert stack(labelled) == []
+    [unlabelled] = stack([])
+    assert "runs a database image" in unlabelled.message and unlabelled.urn == "urn:x::db"
 
 
 def test_the_running_pack_knows_its_stack_from_the_cli(analyzer):
@@ -570,14 +740,23 @@ def test_the_running_pack_knows_its_stack_from_the_cli(analyzer):
 
 
 def test_the_example_config_is_the_default_behaviour():
+    """The example spells out the settings (per-stack allowlists included) and leaves every
+    rule at its own level, so a rule added later keeps the level its module gives it."""
+    from jamjam_policies.config import validate_pack_config
     config = json.loads((POLICIES / "config.example.json").read_text())
-    known = {p.name for p in ALL_POLICIES} | {"all"}
-    assert set(config) <= known
+    validate_pack_config(config, ALL_POLICIES)
+    assert "all" not in config
     for name, entry in config.items():
-        if isinstance(entry, dict):
-            assert set(entry) <= set(CONFIG_DEFAULTS[name]) | {"enforcementLevel"}
-            assert all(CONFIG_DEFAULTS[name][k] == v for k, v in entry.items())
-    resources = _offline_resources()
-    resources.append(_resource(CONTAINER, "latest", changed(ECHO, "image", "echo:latest")))
-    assert policy_check.check("production", resources, config) == \
-        policy_check.check("production", resources)
+        assert isinstance(entry, dict) and "enforcementLevel" not in entry, \
+            f"{name}: the example sets no levels"
+        assert set(entry) <= set(CONFIG_DEFAULTS[name])
+        for key, value in entry.items():
+            if key == "stackPublicPorts":
+                assert all(v == CONFIG_DEFAULTS[name]["publicPorts"] for v in value.values())
+            else:
+                assert CONFIG_DEFAULTS[name][key] == value
+    assert set(config["public-ports-allowlisted"]["stackPublicPorts"]) == {"production", "test"}
+    for stack in ("production", "test"):
+        resources = _offline_resources(stack)
+        resources.append(_resource(CONTAINER, "latest", changed(ECHO, "image", "echo:latest"), stack))
+        assert policy_check.check(stack, resources, config) == policy_check.check(stack, resources)

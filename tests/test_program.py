@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tools.render import RenderedStack, is_secret, render, reveal
 
+ROOT = Path(__file__).resolve().parent.parent
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
 
@@ -51,7 +54,9 @@ def test_ingress_routes_the_hostname_to_signaling_and_ends_with_404(case):
 
 def test_dns_is_a_proxied_cname_with_the_full_name(case):
     stack, spec = case
-    dns = stack.named("signaling-dns").inputs
+    (record,) = stack.of_type("cloudflare:index/dnsRecord:DnsRecord")
+    assert record.name == f"signaling-dns-{spec['hostname']}"
+    dns = record.inputs
     tunnel_id = stack.outputs["tunnelId"]
     assert dns["name"] == spec["hostname"]
     assert dns["type"] == "CNAME"
@@ -130,10 +135,10 @@ def test_images_are_pinned_and_kept_for_rollback(case):
 
 def test_docker_runs_through_an_ssh_provider_after_the_host_is_ready(case):
     stack, _ = case
-    provider = stack.named("jamjam-docker")
+    provider = stack.named("vps-docker")
     assert provider.inputs["host"] == f"ssh://jamjam@{stack.outputs['echoAddress'].split(':')[0]}:22"
     firewall = stack.named("vps-firewall")
-    for resource in [*stack.of_type(CONTAINER), stack.named("jamjam-network")]:
+    for resource in [*stack.of_type(CONTAINER), stack.named("vps-network")]:
         assert resource.provider.startswith(provider.urn)
         assert firewall.urn in resource.options["dependencies"]
 
@@ -210,3 +215,136 @@ def test_stacks_are_separate(stacks):
     production, test = stacks["production"], stacks["test"]
     assert production.outputs["tunnelId"] != test.outputs["tunnelId"]
     assert production.outputs["signalingUrl"] != test.outputs["signalingUrl"]
+
+
+# --- hardening and health-gated rollouts (issues 12 and 9 §4) -----------------------------
+
+def _containers(stack: RenderedStack) -> dict[str, dict]:
+    return {c.inputs["name"]: c.inputs for c in stack.of_type(CONTAINER)}
+
+
+def test_every_container_is_hardened_by_default(case):
+    stack, _ = case
+    for name, inputs in _containers(stack).items():
+        assert inputs["capabilities"] == {"drops": ["ALL"]}, name
+        assert inputs["securityOpts"] == ["no-new-privileges:true"], name
+        assert inputs["memory"] == 512.0 and inputs["memorySwap"] == 512.0, name
+        assert inputs["init"] is True, name
+
+
+def test_only_cloudflared_runs_read_only_as_its_nonroot_user(case):
+    stack, _ = case
+    containers = _containers(stack)
+    cloudflared = containers["jamjam-cloudflared"]
+    assert cloudflared["readOnly"] is True
+    assert cloudflared["user"] == "65532:65532"
+    assert set(cloudflared["tmpfs"]) == {"/tmp"}
+    for name in ("jamjam-signaling", "jamjam-echo"):
+        # Their images' contents are unknown: switched off until an operator turns them on.
+        assert "readOnly" not in containers[name] and "user" not in containers[name]
+
+
+def test_up_waits_for_healthy_within_the_healthcheck_bound(case):
+    stack, _ = case
+    for name, inputs in _containers(stack).items():
+        assert inputs["wait"] is True, name
+        # start period 5 + first probe after one interval 30 + 3 x (interval 30 + timeout 3)
+        # + 15 s margin: Docker would have called it unhealthy by then.
+        assert inputs["waitTimeout"] == 5 + 30 + 3 * (30 + 3) + 15, name
+
+
+def test_each_container_gets_its_pids_limit_keyed_on_its_id(case):
+    stack, _ = case
+    for container in stack.of_type(CONTAINER):
+        limit = stack.named(f"{container.name}-pids-limit")
+        assert limit.inputs["create"] == \
+            f"sudo -n docker update --pids-limit 512 {container.inputs['name']}"
+        assert limit.inputs["triggers"] == [container.id]
+        assert container.urn in limit.options["dependencies"]
+
+
+def test_role_labels_name_each_container(case):
+    stack, _ = case
+    roles = {name: {label["label"]: label["value"] for label in inputs["labels"]}["jamjam.role"]
+             for name, inputs in _containers(stack).items()}
+    assert roles == {"jamjam-signaling": "signaling", "jamjam-echo": "echo",
+                     "jamjam-cloudflared": "cloudflared"}
+
+
+def test_stack_overrides_reach_the_containers(monkeypatch):
+    """`jamjam:containers.<role>` (parsed by settings into Settings.containers) overrides the
+    library's defaults for that role only."""
+    import settings
+
+    @dataclass(frozen=True)
+    class Overrides:
+        memory_mb: int | None = None
+        pids_limit: int | None = None
+        read_only_rootfs: bool | None = None
+        user: str | None = None
+        cap_add: tuple[str, ...] | None = None
+
+    load = settings.load
+
+    class WithContainers:
+        def __init__(self, config):
+            self._config = config
+            self.containers = {"echo": Overrides(memory_mb=256, pids_limit=64,
+                                                 read_only_rootfs=True, user="1000:1000",
+                                                 cap_add=("NET_BIND_SERVICE",))}
+
+        def __getattr__(self, name):
+            return getattr(self._config, name)
+
+    monkeypatch.setattr(settings, "load", lambda *a, **k: WithContainers(load(*a, **k)))
+    stack = render("test")
+    echo = _containers(stack)["jamjam-echo"]
+    assert (echo["memory"], echo["readOnly"], echo["user"]) == (256.0, True, "1000:1000")
+    assert echo["capabilities"] == {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}
+    assert stack.named("jamjam-echo-pids-limit").inputs["create"].startswith(
+        "sudo -n docker update --pids-limit 64 ")
+    signaling = _containers(stack)["jamjam-signaling"]
+    assert signaling["memory"] == 512.0 and "readOnly" not in signaling
+
+
+def test_the_firewall_opens_what_the_containers_publish():
+    stack = render("test", overrides={"ports": {"echo": 5005}})
+    echo = _containers(stack)["jamjam-echo"]
+    assert echo["ports"] == [{"internal": 5005.0, "external": 5005.0, "protocol": "udp"}]
+    create = stack.named("vps-firewall").inputs["create"]
+    assert create.endswith("jamjam-firewall apply --ssh-port 22 --allow 5005/udp")
+
+
+def test_each_shared_name_is_spelled_in_one_program_module():
+    """Container names, the signaling alias, the label namespace's default and the rclone path
+    each have one owner among the program's modules (settings.py aside: it is not the
+    program's, and its spellings are no longer used)."""
+    modules = [ROOT / "__main__.py", ROOT / "jamjam_app.py",
+               *sorted((ROOT / "components").glob("*.py"))]
+    for name in ('"signaling-server"', '"jamjam-echo"', '"jamjam-signaling"',
+                 '"jamjam-cloudflared"', '"/etc/jamjam/rclone.conf"', 'namespace: str = "'):
+        owners = [m.name for m in modules if name in m.read_text()]
+        assert len(owners) == 1, f"{name} spelled in {owners}"
+
+
+def test_a_running_stack_keeps_its_docker_resources_by_alias(monkeypatch):
+    """Before the component library the Docker resources were children of Services "jamjam"
+    and the DNS record was `signaling-dns`; aliases move them in state instead of replacing
+    them (a replaced CNAME would clash with the old one at Cloudflare)."""
+    import tools.render as rendering
+
+    aliases: dict[str, list[tuple[str, str]]] = {}
+    register = rendering._RecordingMonitor.RegisterResource
+
+    def recording(self, request):
+        aliases[request.name] = [(a.spec.name, a.spec.parentUrn) for a in request.aliases]
+        return register(self, request)
+
+    monkeypatch.setattr(rendering._RecordingMonitor, "RegisterResource", recording)
+    render("production")
+    old = "urn:pulumi:production::jamjam::jamjam:index:Services::jamjam"
+    assert aliases["vps-docker"] == [("jamjam-docker", old)]
+    assert aliases["vps-network"] == [("jamjam-network", old)]
+    for name in ("jamjam-signaling", "jamjam-echo", "jamjam-cloudflared"):
+        assert aliases[name] == [("", old)] and aliases[f"{name}-image"] == [("", old)]
+    assert ("signaling-dns", "") in aliases["signaling-dns-signaling-jamjam.koeda.me"]

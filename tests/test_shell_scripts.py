@@ -1,7 +1,9 @@
-"""Every shell file the program ships (or the benchmarks run) is shellcheck-clean and strict."""
+"""Every shell file the program ships (or the benchmarks run, or the tests use as a fake tool) is
+shellcheck-clean and strict."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,8 +13,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "components/files").rglob("*.sh"))
+# The fake tools have no extension: they stand in for `docker`, `apt-get` and the like.
+FAKES = sorted((ROOT / "tests/fixtures/bin").iterdir())
 ALL_SHELL = sorted({*SHIPPED, *(ROOT / "bench").glob("*.sh"), *(ROOT / ".ci").glob("*.sh"),
-                    ROOT / ".ci/run"})
+                    ROOT / ".ci/run", *FAKES})
 # The seed script is kept as it was, faults included, so the benchmark can compare with it.
 AS_FOUND = {ROOT / "bench/original-upload-logs.sh"}
 
@@ -24,6 +28,15 @@ def test_shellcheck_is_installed():
 def test_there_are_shipped_scripts():
     names = {p.name for p in SHIPPED}
     assert {"bootstrap.sh", "firewall.sh", "upload-logs-to-r2.sh"} <= names, names
+
+
+def test_fake_tools_are_executable_shell():
+    """tests/ops_helpers.py puts them on PATH as they are; a Python or mode-less fake would run
+    unlinted or not at all."""
+    assert {"docker", "trivy", "apt-get", "dpkg", "dpkg-query", "systemctl", "logger"} <= \
+        {p.name for p in FAKES}
+    for path in FAKES:
+        assert os.access(path, os.X_OK), f"{path} is not executable"
 
 
 @pytest.mark.parametrize("path", ALL_SHELL, ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,11 +1,15 @@
 """Offline plan: what each stack declares, without a cloud account or the Pulumi CLI.
 
-    python -m tools.plan                 # both stacks, as a tree
+    python -m tools.plan                 # every stack of jamjam, as a tree
     python -m tools.plan production      # one stack
     python -m tools.plan test --json     # the same, as JSON
+    python -m tools.plan --project-dir examples/thinkring [stack]   # another project
+    python -m tools.plan --project-dir . --project-dir examples/thinkring   # several, one process
 
-Both stacks render in this one process, so the SDK import is paid once. The policy pack's
-rules run against each rendered stack; a mandatory violation makes the exit status 1.
+Every stack renders in this one process, so the SDK import is paid once. The policy pack's
+rules run against each rendered stack. Exit status: 2 when a stack's config is wrong (one line
+per bad key on stderr, after the stacks that did render: each stack is reported on its own),
+else 1 when a mandatory policy is violated, else 0.
 """
 
 from __future__ import annotations
@@ -13,12 +17,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
-from tools.render import STACKS, RenderedStack, Resource, is_secret, render
+import pulumi
+
+from tools.render import (
+    ROOT, ProjectError, RenderedStack, Resource, is_secret, load_project, render,
+)
 
 SECRET = "[secret]"
+STAND_IN = "[stand-in]"
 _LONG = 100
 
 
@@ -56,12 +67,35 @@ def _children(stack: RenderedStack) -> dict[str | None, list[Resource]]:
     return tree
 
 
+def _made_up(stack: RenderedStack) -> Callable[[Any], str | None]:
+    """What a shown value stands for when it holds a value the mock runtime made up, else None."""
+    # Short made-up values (a few random bytes in hex) would match by chance anywhere.
+    values = sorted(((v, m) for v, m in stack.stand_ins.items() if len(v) >= 8),
+                    key=lambda item: -len(item[0]))
+
+    def what(value: Any) -> str | None:
+        text = _inline(value)
+        return next((meaning for made_up, meaning in values if made_up in text), None)
+    return what
+
+
+def header(stack: RenderedStack) -> str:
+    resources = sum(r.custom for r in stack.resources)
+    components = len(stack.resources) - resources
+    return (f"Stack {stack.stack} (project {stack.project}): {resources} resources "
+            f"in {components} components")
+
+
 def tree_text(stack: RenderedStack, violations: list | None = None) -> str:
-    lines = [f"Stack {stack.stack} (project jamjam): {sum(r.custom for r in stack.resources)} "
-             "resources"]
+    lines = [header(stack)]
     if stack.examples:
         shown = ", ".join(f"{k}={v}" for k, v in sorted(stack.examples.items()))
         lines.append(f"  Example values stood in for operator-only keys: {shown}")
+    made_up = _made_up(stack)
+    if stack.stand_ins:
+        lines.append(f"  {STAND_IN} marks a value the offline render made up where a provider "
+                     "computes it (ids, image digests, random bytes, token values); a real "
+                     "preview shows it as unknown")
     tree = _children(stack)
 
     def walk(parent: str | None, indent: str) -> None:
@@ -72,7 +106,8 @@ def tree_text(stack: RenderedStack, violations: list | None = None) -> str:
             lines.append(f"{indent}{branch}{resource.name}  ({resource.type})")
             inner = indent + more
             for key, value in sorted(_shown(resource.inputs).items()):
-                lines.append(f"{inner}  {key}: {_inline(value)}")
+                mark = f"  {STAND_IN}" if made_up(value) else ""
+                lines.append(f"{inner}  {key}: {_inline(value)}{mark}")
             options = [k for k in ("deleteBeforeReplace",) if resource.options.get(k)]
             options += [f"replaceOnChanges={v}" for v in resource.options["replaceOnChanges"]
                         if not v.startswith("triggers")]
@@ -84,7 +119,8 @@ def tree_text(stack: RenderedStack, violations: list | None = None) -> str:
     walk(None, "  ")
     lines.append("  Outputs:")
     for key, value in sorted(_shown(stack.outputs).items()):
-        lines.append(f"    {key}: {_inline(value)}")
+        mark = f"  {STAND_IN}" if made_up(value) else ""
+        lines.append(f"    {key}: {_inline(value)}{mark}")
     if violations is not None:
         lines.append(_policy_text(violations))
     return "\n".join(lines)
@@ -103,9 +139,18 @@ def _policy_text(violations: list) -> str:
 
 
 def as_json(stack: RenderedStack, violations: list | None = None) -> dict[str, Any]:
+    made_up = _made_up(stack)
+    stand_ins = {f"{r.name}.{key}": made_up(value) for r in stack.resources
+                 for key, value in _shown(r.inputs).items() if made_up(value)}
+    stand_ins.update({f"outputs.{key}": made_up(value)
+                      for key, value in _shown(stack.outputs).items() if made_up(value)})
     return {
         "stack": stack.stack,
+        "project": stack.project,
+        "counts": {"resources": sum(r.custom for r in stack.resources),
+                   "components": sum(not r.custom for r in stack.resources)},
         "examples": stack.examples,
+        "standIns": stand_ins,
         "resources": [{
             "type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom,
             "parent": r.parent, "inputs": _shown(r.inputs), "options": r.options,
@@ -122,32 +167,101 @@ def _check(stack: RenderedStack) -> list:
     return check(stack.stack, stack.resources)
 
 
+def stack_file(project_dir: Path, stack: str) -> str:
+    """Pulumi.<stack>.yaml as a user would type it from here."""
+    path = Path(project_dir).resolve() / f"Pulumi.{stack}.yaml"
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def config_errors(stack: str, error: Exception, project_dir: Path = ROOT) -> list[str]:
+    """One line per bad key, naming the stack file it is about."""
+    if isinstance(error, ProjectError):
+        return [str(error)]  # names its file already
+    lines = getattr(error, "lines", None) or str(error).splitlines() or [type(error).__name__]
+    return [f"{stack_file(project_dir, stack)}: {line}" for line in lines]
+
+
+def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None, list[str]]:
+    """The rendered stack, or the config errors that stopped it (a RunError, as the CLI
+    prints one: its message, no traceback)."""
+    try:
+        return render(name, project_dir=project_dir), []
+    except (pulumi.RunError, ProjectError) as error:
+        return None, config_errors(name, error, project_dir)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (what is wrong, where to look), not the usage
+    block followed by the error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def resolve_stacks(parser: argparse.ArgumentParser, project_dir: Path,
+                   names: list[str]) -> tuple[str, ...]:
+    try:
+        known = load_project(project_dir).stacks
+    except ProjectError as error:
+        parser.error(str(error))
+    for name in names:
+        if name not in known:
+            parser.error(f"unknown stack {name!r}; choose from {', '.join(known)}")
+    return tuple(names) or known
+
+
+def run_quietly_on_broken_pipe(main: Callable[[], int]) -> int:
+    """`python -m tools.plan | head`: the reader leaving early is not an error."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python would complain again while flushing stdout at exit; point it at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
-    parser.add_argument("stacks", nargs="*", metavar="stack", help=f"one of {', '.join(STACKS)} "
-                        "(default: all)")
+    parser = OneLineParser(prog="python -m tools.plan", description=__doc__.split("\n")[0])
+    parser.add_argument("stacks", nargs="*", metavar="stack",
+                        help="a stack of the project, a Pulumi.<stack>.yaml (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    parser.add_argument("--project-dir", type=Path, action="append", dest="project_dirs",
+                        metavar="DIR", help="directory of a Pulumi project (default: jamjam's, "
+                        f"{ROOT}); repeat it to plan several projects in one process")
     args = parser.parse_args(argv)
-    for name in args.stacks:
-        if name not in STACKS:
-            parser.error(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
+    plans = []
+    for project_dir in args.project_dirs or [ROOT]:
+        stacks = resolve_stacks(parser, project_dir, args.stacks)
+        plans.append((load_project(project_dir).name, project_dir, stacks))
     failed = False
+    errors: list[str] = []
     documents = []
-    for name in args.stacks or STACKS:
-        stack = render(name)
-        violations = _check(stack)
-        failed |= any(v.level == "mandatory" for v in violations)
-        if args.json:
-            documents.append(as_json(stack, violations))
-        else:
-            print(tree_text(stack, violations), end="\n\n", flush=True)
+    for project, project_dir, stacks in plans:
+        for name in stacks:
+            stack, stack_errors = render_or_report(name, project_dir)
+            if stack is None:
+                errors += stack_errors
+                if args.json:
+                    documents.append({"stack": name, "project": project, "errors": stack_errors})
+                continue
+            violations = _check(stack)
+            failed |= any(v.level == "mandatory" for v in violations)
+            if args.json:
+                documents.append(as_json(stack, violations))
+            else:
+                print(tree_text(stack, violations), end="\n\n", flush=True)
     if args.json:
         json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=2)
-        print()
+        print(flush=True)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 2
     if failed:
         print("A mandatory policy is violated; see above.", file=sys.stderr)
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_quietly_on_broken_pipe(main))

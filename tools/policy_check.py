@@ -5,8 +5,9 @@
 
 :func:`check` builds the validation arguments the way pulumi-policy's analyzer does from what the
 engine sends (``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``): camelCase inputs, secrets
-unwrapped, numbers as floats, props behind the unknown-checking proxy, each policy's config
-(its schema defaults under the config file's values) and its enforcement level, which the
+marked as the pack's analyzer marks them (jamjam_policies/_compat.py), numbers as floats, props
+behind the unknown-checking proxy, each policy's config (its schema defaults under the config
+file's values, validated first as the CLI validates it) and its enforcement level, which the
 config may override (``"all"`` or per policy, like `--policy-pack-config`).
 """
 
@@ -26,7 +27,8 @@ if str(POLICIES_DIR) not in sys.path:
     sys.path.insert(0, str(POLICIES_DIR))
 
 from jamjam_policies import ALL_POLICIES  # noqa: E402
-from jamjam_policies.config import defaults  # noqa: E402
+from jamjam_policies._compat import deserialize_value  # noqa: E402
+from jamjam_policies.config import defaults, validate_pack_config  # noqa: E402
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel, PolicyCustomTimeouts, PolicyProviderResource, PolicyResource,
     PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
@@ -34,7 +36,7 @@ from pulumi_policy import (  # noqa: E402
 )
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy  # noqa: E402
 
-from tools.render import is_secret  # noqa: E402
+import pulumi  # noqa: E402
 
 LEVELS = ("mandatory", "advisory")
 
@@ -48,19 +50,24 @@ class Violation:
     message: str
 
 
-def wire(value: Any) -> Any:
-    """A value as the analyzer deserializes it: secrets unwrapped, numbers as floats."""
+def _struct_form(value: Any) -> Any:
+    """What a protobuf Struct keeps of ``value``: numbers as floats, tuples as lists (secrets
+    stay wrapped in the engine's signature, which tools.render writes and the compat reads)."""
     if isinstance(value, Mapping):
-        if is_secret(value):
-            return wire(value.get("value"))
-        return {str(k): wire(v) for k, v in value.items()}
+        return {str(k): _struct_form(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [wire(v) for v in value]
+        return [_struct_form(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return float(value)
     return value
+
+
+def wire(value: Any) -> Any:
+    """A value as the pack's analyzer deserializes it: numbers as floats, secret strings as
+    ``SecretStr`` (plain strings to every rule that doesn't ask)."""
+    return deserialize_value(_struct_form(value))
 
 
 def _provider(ref: str | None) -> PolicyProviderResource | None:
@@ -99,6 +106,8 @@ def check(stack_name: str, resources: Iterable[Any],
     """Every violation of the pack on ``resources`` (objects with type, name, urn, inputs,
     parent, provider: tools.render.Resource), in pack order."""
     resources = list(resources)
+    if config is not None:
+        validate_pack_config(config, ALL_POLICIES)
     violations: list[Violation] = []
     for policy in ALL_POLICIES:
         level, properties = _policy_settings(config, policy)
@@ -106,6 +115,9 @@ def check(stack_name: str, resources: Iterable[Any],
             continue
         if level == "remediate":
             level = "mandatory"
+        if policy.config_schema and "stack" in policy.config_schema.properties:
+            # Under the CLI the pack reads the running stack; here one process checks several.
+            properties.setdefault("stack", stack_name)
 
         def report(message: str, urn: str | None = None, *, _policy=policy,
                    _level=level) -> None:
@@ -120,8 +132,6 @@ def check(stack_name: str, resources: Iterable[Any],
                 _run(policy, args, lambda m, u=None, r=resource.urn: report(m, u or r),
                      violations)
         elif isinstance(policy, StackValidationPolicy):
-            if policy.config_schema and "stack" in policy.config_schema.properties:
-                properties.setdefault("stack", stack_name)
             by_urn: dict[str, PolicyResource] = {}
             for resource in resources:
                 by_urn[resource.urn] = PolicyResource(
@@ -131,6 +141,11 @@ def check(stack_name: str, resources: Iterable[Any],
             for resource in resources:
                 if resource.parent in by_urn:
                     by_urn[resource.urn].parent = by_urn[resource.parent]
+                # The engine sends each resource's dependencies (a container's on its image):
+                # render keeps them as URNs in the options.
+                options = getattr(resource, "options", None) or {}
+                by_urn[resource.urn].dependencies = [
+                    by_urn[urn] for urn in options.get("dependencies") or [] if urn in by_urn]
             args = StackValidationArgs(list(by_urn.values()), dict(properties))
             _run(policy, args, report, violations)
     return violations
@@ -158,27 +173,68 @@ def format_report(violations: list[Violation]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tools.render import STACKS, render
+    from tools import render as rendering
+    from tools.plan import OneLineParser, config_errors, resolve_stacks
 
-    parser = argparse.ArgumentParser(prog="python -m tools.policy_check",
-                                     description="Run the policy pack on rendered stacks, offline.")
-    parser.add_argument("stacks", nargs="*", metavar="stack", help=f"one of {', '.join(STACKS)} "
-                        "(default: all)")
+    parser = OneLineParser(prog="python -m tools.policy_check",
+                           description="Run the policy pack on rendered stacks, offline.")
+    parser.add_argument("stacks", nargs="*", metavar="stack",
+                        help="a stack of the project, a Pulumi.<stack>.yaml (default: all)")
     parser.add_argument("--config", type=Path, help="a --policy-pack-config JSON file")
+    parser.add_argument("--project-dir", type=Path, action="append", dest="project_dirs",
+                        metavar="DIR", help="directory of a Pulumi project (default: jamjam's, "
+                        f"{rendering.ROOT}); repeat it to check several projects")
     args = parser.parse_args(argv)
-    for name in args.stacks:
-        if name not in STACKS:
-            parser.error(f"unknown stack {name!r}; choose from {', '.join(STACKS)}")
-    config = json.loads(args.config.read_text()) if args.config else None
+    plans = [(d, resolve_stacks(parser, d, args.stacks))
+             for d in args.project_dirs or [rendering.ROOT]]
+    config = _policy_config(parser, args.config)
+    if config is not None:
+        try:
+            # Settings and levels are read before any rule runs on a real resource, so a bad
+            # config is one line here, not a traceback halfway through a stack.
+            check(next((s for _, stacks in plans for s in stacks), ""), [], config)
+        except ValueError as error:
+            parser.error(f"--config {args.config}: {error}")
     failed = False
-    for name in args.stacks or STACKS:
-        violations = check(name, render(name).resources, config)
-        failed |= any(v.level == "mandatory" for v in violations)
-        print(f"Stack {name}:\n{format_report(violations)}\n")
+    errors: list[str] = []
+    for project_dir, stacks in plans:
+        # Only a project other than jamjam is named to render(), so a test may stand in for
+        # render with a one-argument function.
+        where = {} if project_dir == rendering.ROOT else {"project_dir": project_dir}
+        for name in stacks:
+            try:
+                rendered = rendering.render(name, **where)
+            except (pulumi.RunError, rendering.ProjectError) as error:
+                errors += config_errors(name, error, project_dir)
+                continue
+            violations = check(name, rendered.resources, config)
+            failed |= any(v.level == "mandatory" for v in violations)
+            print(f"Stack {name}:\n{format_report(violations)}\n", flush=True)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 2
     if failed:
         print("A mandatory policy is violated; see above.", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _policy_config(parser: argparse.ArgumentParser, path: Path | None) -> Any:
+    if path is None:
+        return None
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        parser.error(f"--config {path}: {error.strerror}")
+    except json.JSONDecodeError as error:
+        parser.error(f"--config {path}: not JSON ({error.msg} at line {error.lineno}); "
+                     "see policies/config.example.json")
+    if not isinstance(config, dict):
+        parser.error(f"--config {path}: must be a JSON object of policy name -> level or "
+                     "settings; see policies/config.example.json")
+    return config
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from tools.plan import run_quietly_on_broken_pipe
+    sys.exit(run_quietly_on_broken_pipe(main))

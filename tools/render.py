@@ -1,10 +1,20 @@
-"""Render a stack of this program under Pulumi's mock runtime, with no cloud and no CLI.
+"""Render a stack of a Pulumi project under Pulumi's mock runtime, with no cloud and no CLI.
 
 The one render helper: tests, the offline plan (tools/plan.py) and the offline policy check all
 call :func:`render`. It follows Pulumi's documented unit-test method (``set_mocks`` with the
 real project and stack name) and records every resource registration: type, name, parent,
 provider, the inputs exactly as the engine would receive them (camelCase, secrets wrapped)
 and the resource options that change how Pulumi diffs and replaces.
+
+Any project directory works (jamjam's, this repository's root, is the default):
+
+- ``Pulumi.yaml`` gives the project name, which is also its config namespace, the program
+  (``main``, default ``__main__.py``) and the project-level ``config:`` block, whose defaults
+  are applied as the CLI applies them: to a key the stack does not set, as a whole value;
+- every ``Pulumi.<stack>.yaml`` beside it is a stack;
+- ``offline.yaml`` (optional) holds stand-ins for the keys only an operator can set, used where
+  the stack file lacks them: ``standIns`` and ``secretStandIns``, each a map from a stack name
+  (or ``"*"`` for every stack) to ``{key: value}``. The plan lists each stand-in it used.
 """
 
 from __future__ import annotations
@@ -26,31 +36,103 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import pulumi  # noqa: E402
-from pulumi.runtime import rpc, settings as runtime_settings  # noqa: E402
 from pulumi.runtime.mocks import MockMonitor, Mocks, MockCallArgs, MockResourceArgs  # noqa: E402
-from pulumi.runtime.stack import run_pulumi_func  # noqa: E402
-from pulumi.runtime.sync_await import _sync_await  # noqa: E402
 
-PROJECT = "jamjam"
-NAMESPACE = "jamjam"
-STACKS = ("production", "test")
-SECRET_SIG = rpc._special_sig_key
-SECRET_VALUE = rpc._special_secret_sig
+from tools import _pulumi_compat as compat  # noqa: E402
 
-# Documentation values (RFC 5737 addresses, obviously fake ids) that stand in for the keys
-# only an operator can set; the plan lists which ones it used.
+SECRET_SIG = compat.SECRET_SIG
+SECRET_VALUE = compat.SECRET_VALUE
+ALL_STACKS = "*"
+
+
+@dataclass(frozen=True)
+class Project:
+    """What render needs from a project directory."""
+    dir: Path
+    name: str
+    """Project name; also the namespace of its config keys."""
+    program: Path
+    config: dict[str, dict[str, Any]]
+    """Pulumi.yaml's ``config:`` block, shorthand values expanded to declarations."""
+    stand_ins: dict[str, dict[str, Any]]
+    secret_stand_ins: dict[str, dict[str, Any]]
+
+    @property
+    def stacks(self) -> tuple[str, ...]:
+        """The stacks whose Pulumi.<stack>.yaml is present, sorted."""
+        return tuple(sorted(p.name[len("Pulumi."):-len(".yaml")]
+                            for p in self.dir.glob("Pulumi.*.yaml")))
+
+    def stand_ins_for(self, stack: str, secret: bool = False) -> dict[str, Any]:
+        source = self.secret_stand_ins if secret else self.stand_ins
+        return {**source.get(ALL_STACKS, {}), **source.get(stack, {})}
+
+
+class ProjectError(Exception):
+    """A project directory that cannot be rendered (no Pulumi.yaml, no such stack...)."""
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ProjectError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})"
+                           ) from None
+
+
+def _stand_in_table(path: Path, document: Mapping[str, Any], key: str) -> dict[str, dict]:
+    table = document.get(key) or {}
+    if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
+        raise ProjectError(f"{path}: {key} must map a stack name (or \"*\") to key: value pairs")
+    return {str(stack): dict(values) for stack, values in table.items()}
+
+
+def load_project(project_dir: Path | str = ROOT) -> Project:
+    """Read ``<project_dir>/Pulumi.yaml`` (and ``offline.yaml`` if present)."""
+    project_dir = Path(project_dir).resolve()
+    path = project_dir / "Pulumi.yaml"
+    if not path.exists():
+        raise ProjectError(f"{project_dir}: no Pulumi.yaml; pass the directory of a Pulumi "
+                           "project")
+    document = _yaml(path) or {}
+    name = document.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProjectError(f"{path}: needs a name")
+    config: dict[str, dict[str, Any]] = {}
+    for key, value in (document.get("config") or {}).items():
+        # The CLI's shorthand (RewriteShorthandConfigValues): a plain value of a key in the
+        # project's namespace is its default; of another namespace (aws:region), its value.
+        if isinstance(value, Mapping):
+            config[key] = dict(value)
+        elif ":" not in key or key.startswith(f"{name}:"):
+            config[key] = {"default": value}
+        else:
+            config[key] = {"value": value}
+    main = project_dir / str(document.get("main") or ".")
+    program = main / "__main__.py" if main.is_dir() else main
+    offline_path = project_dir / "offline.yaml"
+    offline = (_yaml(offline_path) or {}) if offline_path.exists() else {}
+    return Project(
+        dir=project_dir, name=name, program=program, config=config,
+        stand_ins=_stand_in_table(offline_path, offline, "standIns"),
+        secret_stand_ins=_stand_in_table(offline_path, offline, "secretStandIns"),
+    )
+
+
+_JAMJAM = load_project(ROOT)
+PROJECT = _JAMJAM.name
+NAMESPACE = _JAMJAM.name
+STACKS = _JAMJAM.stacks
+# jamjam's stand-ins, under the names other modules (the policy fixtures) import.
+EXAMPLE_COMMON: dict[str, str] = {k: str(v) for k, v in
+                                  _JAMJAM.stand_ins.get(ALL_STACKS, {}).items()}
 EXAMPLE_VALUES: dict[str, dict[str, str]] = {
-    "production": {"vpsAddress": "203.0.113.10"},
-    "test": {"vpsAddress": "203.0.113.20"},
-}
-EXAMPLE_COMMON = {
-    "cloudflareAccountId": "0123456789abcdef0123456789abcdef",
-    "cloudflareZoneId": "fedcba9876543210fedcba9876543210",
-}
-EXAMPLE_SECRETS = {
-    # Shaped like a key (the settings check looks for PRIVATE KEY), but not one.
-    "sshPrivateKey": "-----EXAMPLE OPENSSH PRIVATE KEY (offline plan stand-in)-----",
-}
+    stack: {k: str(v) for k, v in values.items()}
+    for stack, values in _JAMJAM.stand_ins.items() if stack != ALL_STACKS}
+EXAMPLE_SECRETS: dict[str, str] = {k: str(v) for k, v in
+                                   _JAMJAM.secret_stand_ins.get(ALL_STACKS, {}).items()}
 
 
 @dataclass(frozen=True)
@@ -74,7 +156,11 @@ class RenderedStack:
     resources: tuple[Resource, ...]
     outputs: dict[str, Any]
     examples: dict[str, str] = field(default_factory=dict)
-    """Operator-only keys that example values stood in for, key -> shown value."""
+    """Operator-only keys that stand-ins (offline.yaml) filled, key -> shown value."""
+    project: str = PROJECT
+    stand_ins: dict[str, str] = field(default_factory=dict)
+    """Values the mock runtime made up where a provider would compute them (ids, image
+    digests, random bytes, token values), value -> what it stands for."""
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -106,23 +192,40 @@ def _stable_id(*parts: str) -> str:
 
 
 class _Mocks(Mocks):
-    """Deterministic stand-ins for what providers would compute, so two renders are identical."""
+    """Deterministic stand-ins for what providers would compute, so two renders are identical.
 
-    def __init__(self, stack: str) -> None:
+    Each made-up value is kept in ``made_up`` with what it stands for, so the plan can label
+    it: a real preview shows these as unknown until the resource exists."""
+
+    def __init__(self, stack: str, preview: bool = False) -> None:
         self.stack = stack
+        self.preview = preview
+        self.made_up: dict[str, str] = {}
+
+    def _made_up(self, value: str, what: str) -> str:
+        self.made_up.setdefault(value, what)
+        return value
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict]:
         state = dict(args.inputs)
-        ident = _stable_id(self.stack, args.typ, args.name)
+        if self.preview:
+            # A first preview: nothing exists yet, so the engine knows only the inputs. The SDK
+            # resolves every output the state leaves out, and an empty id, as unknown.
+            return "", state
+        ident = self._made_up(_stable_id(self.stack, args.typ, args.name), f"id of {args.name}")
         if args.typ == "random:index/randomBytes:RandomBytes":
             raw = hashlib.sha256(ident.encode()).digest()[: int(state.get("length", 32))]
-            state["base64"] = base64.b64encode(raw).decode()
-            state["hex"] = raw.hex()
+            state["base64"] = self._made_up(base64.b64encode(raw).decode(),
+                                            f"random bytes of {args.name}")
+            state["hex"] = self._made_up(raw.hex(), f"random bytes of {args.name}")
         elif args.typ == "docker:index/remoteImage:RemoteImage":
-            state["imageId"] = "sha256:" + hashlib.sha256(str(state["name"]).encode()).hexdigest()
+            state["imageId"] = self._made_up(
+                "sha256:" + hashlib.sha256(str(state["name"]).encode()).hexdigest(),
+                f"digest of {state['name']}")
             state["repoDigest"] = state["imageId"]
         elif args.typ == "cloudflare:index/apiToken:ApiToken":
-            state["value"] = f"mock-api-token-value-{self.stack}"
+            state["value"] = self._made_up(f"mock-api-token-value-{self.stack}",
+                                           f"value of API token {args.name}")
         elif args.typ.startswith("command:"):
             state.setdefault("stdout", "")
             state.setdefault("stderr", "")
@@ -131,12 +234,16 @@ class _Mocks(Mocks):
     def call(self, args: MockCallArgs) -> dict:
         if args.token == ("cloudflare:index/getZeroTrustTunnelCloudflaredToken:"
                           "getZeroTrustTunnelCloudflaredToken"):
+            token = self._made_up(f"mock-tunnel-connector-token-{self.stack}",
+                                  "tunnel connector token")
             return {"accountId": args.args.get("accountId"), "tunnelId": args.args.get("tunnelId"),
-                    "token": f"mock-tunnel-connector-token-{self.stack}"}
+                    "token": token}
         if args.token == ("cloudflare:index/getApiTokenPermissionGroupsList:"
                           "getApiTokenPermissionGroupsList"):
             name = args.args.get("name")
-            return {"results": [{"id": hashlib.md5(name.encode()).hexdigest(), "name": name,
+            group = self._made_up(hashlib.md5(name.encode()).hexdigest(),
+                                  f"id of permission group {name}")
+            return {"results": [{"id": group, "name": name,
                                  "category": "R2", "description": name, "isSelectable": True,
                                  "scopes": [args.args.get("scope")]}]}
         raise NotImplementedError(f"the offline render has no mock for the call {args.token}")
@@ -160,7 +267,7 @@ class _RecordingMonitor(MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent or None,
                 provider=request.provider or None,
-                inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                inputs=compat.deserialize_properties(request.object),
                 options={
                     "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                     "replaceOnChanges": list(request.replaceOnChanges),
@@ -171,12 +278,18 @@ class _RecordingMonitor(MockMonitor):
         return response
 
 
-def stack_config(stack: str) -> dict[str, Any]:
+def stack_config(stack: str, project_dir: Path | str = ROOT) -> dict[str, Any]:
     """The ``config:`` map of Pulumi.<stack>.yaml."""
-    path = ROOT / f"Pulumi.{stack}.yaml"
+    project = load_project(project_dir)
+    path = project.dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise SystemExit(f"no stack file {path.name}; stacks here: {', '.join(STACKS)}")
-    return (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        raise ProjectError(f"no stack file {path.name} in {project.dir}; stacks there: "
+                           f"{', '.join(project.stacks) or 'none'}")
+    document = _yaml(path) or {}
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise ProjectError(f"{path}: config must be a map of key: value")
+    return dict(config)
 
 
 def _as_config_string(value: Any) -> str:
@@ -184,36 +297,58 @@ def _as_config_string(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def render(stack: str, overrides: Mapping[str, Any] | None = None,
-           remove: Iterable[str] = (), use_examples: bool = True) -> RenderedStack:
-    """Run the program for ``stack`` under mocks and return what it registers.
+def _full_key(namespace: str, key: str) -> str:
+    return key if ":" in key else f"{namespace}:{key}"
 
-    ``overrides`` (short keys, e.g. ``{"echoDelayMs": 0}``) and ``remove`` change the stack
-    config for this render only; ``{"secret": value}`` marks an override as a secret. Operator
-    keys missing from the stack file are filled with example values unless ``use_examples``
-    is False. Raises whatever the program raises (a ``SettingsError`` for bad config).
-    """
-    raw = stack_config(stack)
+
+def _isolate(project: Project) -> None:
+    """Let a project import its own modules when another project ran before in this process.
+
+    Two projects may each have a module of the same name (``settings``); Python would hand the
+    second one the first's from its cache. A cached module is dropped when the project about
+    to run has a file of that name and the cached one is not that file (a project nested in
+    another's directory, examples/<name>/, has its own)."""
+    for name, module in list(sys.modules.items()):
+        top = name.split(".")[0]
+        own_file, own_package = project.dir / f"{top}.py", project.dir / top
+        if not (own_file.exists() or own_package.is_dir()):
+            continue
+        origin = getattr(module, "__file__", None)
+        if not origin:
+            continue
+        origin_path = Path(origin).resolve()
+        if origin_path != own_file.resolve() and own_package.resolve() not in origin_path.parents:
+            del sys.modules[name]
+
+
+def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
+                  remove: Iterable[str] = (), use_examples: bool = True,
+                  project: Project | None = None) -> tuple[dict[str, str], list[str],
+                                                           dict[str, str]]:
+    """The config the engine would hand the program for ``stack``: (``namespace:key`` ->
+    string, the secret keys, the stand-ins used as key -> shown value). See :func:`render`."""
+    project = project or _JAMJAM
+    namespace = project.name
+    raw = stack_config(stack, project.dir)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in raw.items():
         if isinstance(value, dict) and "secure" in value:
             # Encrypted values need the stack's secrets provider, which is not here.
             continue
-        config[key] = _as_config_string(value)
+        config[_full_key(namespace, key)] = _as_config_string(value)
     examples: dict[str, str] = {}
     if use_examples:
-        for key, value in {**EXAMPLE_COMMON, **EXAMPLE_VALUES.get(stack, {})}.items():
-            if f"{NAMESPACE}:{key}" not in config:
-                config[f"{NAMESPACE}:{key}"] = value
-                examples[key] = value
-        for key, value in EXAMPLE_SECRETS.items():
-            if f"{NAMESPACE}:{key}" not in config:
-                config[f"{NAMESPACE}:{key}"] = value
-                secret_keys.append(f"{NAMESPACE}:{key}")
-                examples[key] = "[secret]"
+        for secret in (False, True):
+            for key, value in project.stand_ins_for(stack, secret).items():
+                full = _full_key(namespace, key)
+                if full not in config:
+                    config[full] = _as_config_string(value)
+                    examples[key] = "[secret]" if secret else str(value)
+                    if secret:
+                        secret_keys.append(full)
     for key, value in (overrides or {}).items():
-        full = f"{NAMESPACE}:{key}"
+        full = _full_key(namespace, key)
         if isinstance(value, dict) and set(value) == {"secret"}:
             config[full] = _as_config_string(value["secret"])
             secret_keys.append(full)
@@ -223,32 +358,66 @@ def render(stack: str, overrides: Mapping[str, Any] | None = None,
                 secret_keys.remove(full)
         examples.pop(key, None)
     for key in remove:
-        config.pop(f"{NAMESPACE}:{key}", None)
+        config.pop(_full_key(namespace, key), None)
         examples.pop(key, None)
+    for key, declaration in project.config.items():
+        # pkg/workspace/config.go mergeConfig: a default (or value) fills a key the stack
+        # lacks, whole; a key the stack sets is kept as it is, never merged with the default.
+        full = _full_key(namespace, key)
+        for attribute in ("default", "value"):
+            if full not in config and declaration.get(attribute) is not None:
+                config[full] = _as_config_string(declaration[attribute])
+    return config, secret_keys, examples
 
-    mocks = _Mocks(stack)
+
+def render(stack: str, overrides: Mapping[str, Any] | None = None,
+           remove: Iterable[str] = (), use_examples: bool = True,
+           project_dir: Path | str = ROOT, preview: bool = False) -> RenderedStack:
+    """Run the program of ``project_dir`` for ``stack`` under mocks; return what it registers.
+
+    ``overrides`` (short keys, e.g. ``{"echoDelayMs": 0}``) and ``remove`` change the stack
+    config for this render only; ``{"secret": value}`` marks an override as a secret. Operator
+    keys missing from the stack file are filled with offline.yaml's stand-ins unless
+    ``use_examples`` is False; then project-level defaults fill what is still unset. Raises
+    whatever the program raises (a ``SettingsError`` for bad config), and ProjectError for a
+    project or stack that is not there.
+
+    ``preview=True`` renders the stack's first ``pulumi preview``: no resource exists yet, so
+    what a provider would compute (ids, image ids, token values, random bytes, command output)
+    is unknown, and so is every input built from it; inputs keep the engine's unknown marker.
+    """
+    project = load_project(project_dir)
+    config, secret_keys, examples = engine_config(stack, overrides, remove, use_examples,
+                                                  project)
+    mocks = _Mocks(stack, preview)
     monitor = _RecordingMonitor(mocks)
-    runtime_settings.set_root_resource(None)
+    compat.reset_root_resource()
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False,
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=preview,
                              monitor=monitor)
-    root = runtime_settings.get_root_resource()
+    root = compat.root_resource()
     root.outputs = {}
-    program = str(ROOT / "__main__.py")
+    _isolate(project)
+    added_path = str(project.dir) not in sys.path
+    if added_path:
+        sys.path.insert(0, str(project.dir))
     try:
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(program, run_name="__main__")))
+        compat.run_program(lambda: runpy.run_path(str(project.program), run_name="__main__"))
     except Exception as err:
         # Lets a caller (the settings tests) prove a bad value stopped the program early.
         err.registered = tuple(monitor.registrations)  # type: ignore[attr-defined]
         raise
+    finally:
+        if added_path:
+            sys.path.remove(str(project.dir))
     outputs = {name: _resolve(value) for name, value in root.outputs.items()}
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs=outputs,
-                         examples=examples)
+                         examples=examples, project=project.name, stand_ins=dict(mocks.made_up))
 
 
 def _resolve(value: Any) -> Any:
     output = pulumi.Output.from_input(value)
-    resolved = _sync_await(output.future())
-    if _sync_await(output.is_secret()):
+    resolved = compat.sync_await(output.future())
+    if compat.sync_await(output.is_secret()):
         return {SECRET_SIG: SECRET_VALUE, "value": resolved}
     return resolved

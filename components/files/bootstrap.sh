@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Idempotent bootstrap of a fresh Ubuntu/Debian VPS for jamjam, run as root:
 #
-#   bootstrap.sh --user jamjam [--step packages|user|ssh ...]
+#   bootstrap.sh --user jamjam [--step packages|docker|user|ssh ...]
 #
 #   packages  Docker engine and the tools the host jobs use, services enabled on boot
+#   docker    /etc/docker/daemon.json (live-restore, no-new-privileges, no userland proxy, ...):
+#             validated first, dockerd restarted only when it changed, rolled back if dockerd
+#             does not come back with it
 #   user      the day-to-day user: docker group, passwordless sudo (Pulumi runs `sudo -n`),
 #             the admin's authorized SSH keys if it has none
 #   ssh       key-only SSH: password and root login off, but only once the day-to-day user
 #             has a key, and only if sshd accepts the new configuration
 #
-# With no --step, all three run in that order. Every step can run again without harm.
-# JAMJAM_ROOT (tests only) prefixes the files the ssh step reads and writes and skips the sshd
-# reload; the other steps always act on the real system.
+# With no --step, all four run in that order. Every step can run again without harm.
+# JAMJAM_ROOT (tests only) prefixes the files the ssh and docker steps read and write and skips
+# the sshd reload; the other steps always act on the real system. Under JAMJAM_ROOT only,
+# JAMJAM_DOCKER_DAEMON_JSON names a file to install instead of the built-in daemon.json (the
+# tests feed configurations dockerd refuses).
 set -euo pipefail
 
 ROOT=${JAMJAM_ROOT:-}
@@ -20,13 +25,19 @@ DROP_IN_DIR=$ROOT/etc/ssh/sshd_config.d
 # Sorts before the 50-cloud-init.conf many images ship: sshd keeps the first value it reads.
 DROP_IN=$DROP_IN_DIR/10-jamjam.conf
 SUDOERS_DIR=/etc/sudoers.d
+DAEMON_JSON=$ROOT/etc/docker/daemon.json
+# The file dockerd ran with before a change, kept next to daemon.json (not in /tmp) until dockerd
+# is back: if this run dies half way, the next run still knows what to roll back to. Empty when
+# there was no daemon.json before (an empty file is no valid daemon.json, so it can't be one).
+DAEMON_JSON_PREVIOUS=$ROOT/etc/docker/.daemon.json.jamjam-previous
 
 # Docker from the distribution (docker.io) rather than Docker's own repository: no extra
 # signing key or source to manage, and unattended-upgrades patches it with the rest of the OS.
 # The rest is what the host jobs run: rclone (log archive), cron, flock (util-linux), pgrep
-# (procps), curl and ca-certificates (alerts), gzip; and ufw/iptables for firewall.sh.
+# (procps), curl and ca-certificates (alerts), gzip; ufw/iptables for firewall.sh; jq checks
+# daemon.json where dockerd is too old for --validate (docker.io 20.10 in Debian 12).
 PACKAGES=(docker.io ufw iptables rclone cron util-linux procps curl ca-certificates gzip sudo
-  openssh-server)
+  openssh-server jq)
 # Compose is for operators only (`docker compose ps`); the program runs containers itself.
 # Ubuntu ships the v2 plugin as docker-compose-v2, Debian as docker-compose (v2 from trixie).
 COMPOSE_PACKAGES=(docker-compose-v2 docker-compose)
@@ -37,7 +48,7 @@ fail() {
   exit 1
 }
 usage() {
-  echo "bootstrap: usage: bootstrap.sh --user NAME [--step packages|user|ssh ...] (for example: bootstrap.sh --user jamjam)" >&2
+  echo "bootstrap: usage: bootstrap.sh --user NAME [--step packages|docker|user|ssh ...] (for example: bootstrap.sh --user jamjam)" >&2
   exit 2
 }
 
@@ -53,17 +64,17 @@ while [ "$#" -gt 0 ]; do
       ;;
     --step)
       [ "$#" -ge 2 ] || usage
-      case "$2" in packages | user | ssh) steps+=("$2") ;; *) usage ;; esac
+      case "$2" in packages | docker | user | ssh) steps+=("$2") ;; *) usage ;; esac
       shift 2
       ;;
     *) usage ;;
   esac
 done
 [ -n "$user" ] || usage
-[ "${#steps[@]}" -gt 0 ] || steps=(packages user ssh)
+[ "${#steps[@]}" -gt 0 ] || steps=(packages docker user ssh)
 [ -n "$ROOT" ] || [ "$(id -u)" -eq 0 ] || fail "must run as root (sudo -n)"
 if [ -n "$ROOT" ] && [[ " ${steps[*]} " =~ \ (packages|user)\  ]]; then
-  fail "JAMJAM_ROOT applies to --step ssh only; the other steps change the real system"
+  fail "JAMJAM_ROOT applies to --step ssh and docker only; the other steps change the real system"
 fi
 
 home_of() {
@@ -132,6 +143,156 @@ step_packages() {
   fi
   # restart: always brings the containers back only if dockerd itself starts on boot.
   systemctl enable --now docker.service cron.service
+}
+
+# The daemon configuration this program owns (CIS Docker Benchmark v1.6 section 2; the README's
+# "Hardening" section has the table). JSON has no comments, so the reasons are here:
+#   live-restore       containers keep running while dockerd restarts (an unattended upgrade of
+#                      docker.io, this step). Only a daemon that *stops* with live-restore on
+#                      leaves them up: the restart that first turns it on still restarts them.
+#   no-new-privileges  setuid binaries in any container, ours or one an operator starts by hand,
+#                      cannot gain privileges; our containers also set it themselves.
+#   userland-proxy     off: published ports are kernel DNAT only (hairpin NAT for loopback).
+#                      With live-restore this matters: docker-proxy processes die with dockerd,
+#                      so with the proxy on, connections through it fail while dockerd restarts;
+#                      DNAT rules stay in the kernel and UDP 5000 keeps answering.
+#   icc                off for the default bridge docker0 only. Our containers talk over the
+#                      user-defined network jamjam, which has its own enable_icc (default on),
+#                      so echo -> signaling and cloudflared -> signaling keep working; containers
+#                      an operator runs by hand on docker0 can no longer reach each other.
+#   log-driver/opts    the containers' own rotation (SPEC: json-file, 100m x 5) as the default
+#                      for any container that does not set one.
+#   log-level, iptables, experimental
+#                      the defaults, pinned: ufw's DOCKER-USER rules (firewall.sh) need Docker to
+#                      manage iptables, and nothing may turn on experimental features here.
+# Not set, because each would break the program: userns-remap (moves /var/lib/docker/containers,
+# which the log archive reads, and changes volume ownership), a TCP socket with TLS (Pulumi
+# reaches the engine over SSH), an authorization plugin, default-ulimits (nproc counts per host
+# user, across containers). What the distribution's docker.service passes as flags (hosts,
+# containerd) stays out of the file: dockerd refuses to start when a setting comes both ways.
+daemon_json() {
+  if [ -n "$ROOT" ] && [ -n "${JAMJAM_DOCKER_DAEMON_JSON:-}" ]; then
+    cat "$JAMJAM_DOCKER_DAEMON_JSON"
+    return
+  fi
+  cat <<'EOF'
+{
+  "live-restore": true,
+  "no-new-privileges": true,
+  "userland-proxy": false,
+  "icc": false,
+  "log-driver": "json-file",
+  "log-opts": {
+    "max-size": "100m",
+    "max-file": "5"
+  },
+  "log-level": "info",
+  "iptables": true,
+  "experimental": false
+}
+EOF
+}
+
+# dockerd --validate (Docker 23.0 and later: Ubuntu 24.04's docker.io, Debian 13's) checks the
+# keys and values. Debian 12's docker.io (20.10) has no such flag: there jq checks that the file
+# is one JSON object, and dockerd judges the keys when it starts, which the rollback covers.
+# Neither sees a conflict with the flags in docker.service; the rollback does.
+validate_daemon_json() {
+  local file=$1 out
+  if dockerd --help 2>/dev/null | grep -q -- '--validate'; then
+    if ! out=$(dockerd --validate --config-file "$file" 2>&1); then
+      echo "dockerd --validate rejects it: $(printf '%s\n' "$out" | tail -n 1)"
+      return 1
+    fi
+  elif command -v jq >/dev/null 2>&1; then
+    # Slurped, so that an empty file (which jq 1.6 -e lets pass) or two objects in a row fail.
+    if ! out=$(jq -e -s 'length == 1 and (.[0] | type == "object")' "$file" 2>&1); then
+      if [ "$out" = false ]; then
+        echo "it is not one JSON object"
+      else
+        echo "it is not JSON (jq: $(printf '%s\n' "$out" | tail -n 1))"
+      fi
+      return 1
+    fi
+  else
+    echo "this dockerd has no --validate (Docker 23+) and jq is missing to check it; install jq"
+    return 1
+  fi
+}
+
+# docker.service is Type=notify, so `systemctl restart` returns once dockerd says it is ready,
+# or fails. The distribution's unit sets TimeoutStartSec=0 (no limit): bound it here. Then the
+# API must answer, which every later step and Pulumi's Docker provider need.
+restart_dockerd() {
+  local tries=30
+  timeout 180 systemctl restart docker.service || return 1
+  until docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || return 1
+    sleep 1
+  done
+}
+
+# live-restore keeps containers up only if the daemon that stops has it on. dockerd takes
+# live-restore on a reload (SIGHUP) without restarting, so turning it on first means even the
+# restart that installs it leaves the containers running. Best effort: where the reload does
+# not take, the restart still applies everything and the containers restart once.
+live_restore_first() {
+  local tries=15
+  [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = false ] || return 0
+  command -v jq >/dev/null 2>&1 && jq -e '."live-restore" == true' "$DAEMON_JSON" >/dev/null 2>&1 \
+    || return 0
+  systemctl reload docker.service >/dev/null 2>&1 || return 0
+  until [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = true ]; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || return 0
+    sleep 1
+  done
+}
+
+step_docker() {
+  local tmp reason
+  command -v dockerd >/dev/null 2>&1 \
+    || fail "dockerd is not installed; run the packages step first (bootstrap.sh --user $user --step packages)"
+  install -d -m 0755 "$(dirname "$DAEMON_JSON")"
+  tmp=$(mktemp "$(dirname "$DAEMON_JSON")/.daemon.json.XXXXXX")
+  daemon_json >"$tmp"
+  chmod 0644 "$tmp"
+  # A leftover previous file means the last run stopped before dockerd came back: the file in
+  # place may never have been loaded, so this run restarts even if nothing changed since.
+  if [ ! -e "$DAEMON_JSON_PREVIOUS" ] && [ -f "$DAEMON_JSON" ] && cmp -s "$tmp" "$DAEMON_JSON"; then
+    rm -f "$tmp"
+    return
+  fi
+  if ! reason=$(validate_daemon_json "$tmp"); then
+    rm -f "$tmp"
+    fail "did not install the new $DAEMON_JSON nor restart dockerd: $reason"
+  fi
+  if [ -e "$DAEMON_JSON_PREVIOUS" ]; then
+    log "finishing a change of $DAEMON_JSON that an earlier run did not see through"
+  elif [ -f "$DAEMON_JSON" ]; then
+    cp -p "$DAEMON_JSON" "$DAEMON_JSON_PREVIOUS"
+  else
+    : >"$DAEMON_JSON_PREVIOUS"
+  fi
+  mv -f "$tmp" "$DAEMON_JSON"
+  live_restore_first
+  if restart_dockerd; then
+    rm -f "$DAEMON_JSON_PREVIOUS"
+    log "dockerd restarted with the new $DAEMON_JSON"
+    return
+  fi
+  if [ -s "$DAEMON_JSON_PREVIOUS" ]; then
+    mv -f "$DAEMON_JSON_PREVIOUS" "$DAEMON_JSON"
+  else
+    rm -f "$DAEMON_JSON" "$DAEMON_JSON_PREVIOUS"
+  fi
+  # systemd refuses to start a unit that failed too often in a row (StartLimitBurst).
+  systemctl reset-failed docker.service >/dev/null 2>&1 || true
+  if restart_dockerd; then
+    fail "dockerd did not come back with the new $DAEMON_JSON; the previous configuration is back and dockerd runs with it (journalctl -u docker.service says why)"
+  fi
+  fail "dockerd did not come back with the new $DAEMON_JSON nor with the previous configuration, which is back in place; Docker is down: see journalctl -u docker.service"
 }
 
 step_user() {

@@ -21,12 +21,15 @@ log() {
   echo "image-scan: $*" >&2
 }
 
-for setting in TOP SCAN_TIMEOUT; do
-  if [[ ! ${!setting} =~ ^[0-9]+$ ]] || (( ${!setting} == 0 )); then
-    log "${setting}=${!setting} is not a positive whole number (defaults: TOP 5, SCAN_TIMEOUT 1800)"
-    exit 2
-  fi
-done
+# No leading zero: bash arithmetic would read 08 as octal and fail, and jq refuses it as JSON.
+if [[ ! $TOP =~ ^[1-9][0-9]{0,3}$ ]]; then
+  log "JAMJAM_SCAN_TOP=$TOP is not a whole number from 1 to 9999; unset it for the default, 5"
+  exit 2
+fi
+if [[ ! $SCAN_TIMEOUT =~ ^[1-9][0-9]{0,5}$ ]]; then
+  log "JAMJAM_SCAN_TIMEOUT=$SCAN_TIMEOUT is not a whole number of seconds from 1 to 999999; unset it for the default, 1800"
+  exit 2
+fi
 for tool in docker trivy jq; do
   command -v "$tool" >/dev/null || { log "$tool is not installed (install-trivy.sh installs trivy and jq)"; exit 1; }
 done
@@ -106,18 +109,29 @@ done
 
 status=0
 open="$STATE_DIR/findings.open"
+# A marker that is not a regular file is damaged: logged, removed, and no incident is known,
+# so at worst an alert repeats; it must not fail every week's run on the rm below.
+if [[ -e $open || -L $open ]] && [[ -L $open || ! -f $open ]]; then
+  log "incident marker $open is not a regular file; removed it, no incident is open"
+  rm -rf -- "$open" || status=1
+fi
 if (( ${#findings[@]} > 0 )); then
   message="HIGH/CRITICAL vulnerabilities in ${#findings[@]} of ${#running[@]} running image(s)."
   message+=$(printf '\n- %s' "${findings[@]}")
   message+=$'\n'"Rebuild or bump the images (see \`trivy image --severity HIGH,CRITICAL <image>\`)."
   if "$ALERT" image-scan "$message"; then
-    date -u +%Y-%m-%dT%H:%M:%SZ >"$open"
+    # Aside and renamed, so the marker is whole or absent.
+    if ! { date -u +%Y-%m-%dT%H:%M:%SZ >"$open.tmp"; } 2>/dev/null || ! mv -fT -- "$open.tmp" "$open"; then
+      rm -f -- "$open.tmp" 2>/dev/null || true
+      log "could not record the findings in $open; a clean scan will not send RESOLVED"
+      status=1
+    fi
   else
     status=1
   fi
-elif [[ -e $open ]] && (( ${#failed[@]} == 0 )); then
+elif [[ -f $open ]] && (( ${#failed[@]} == 0 )); then
   if "$ALERT" --resolved image-scan "no HIGH/CRITICAL vulnerabilities left in the ${#running[@]} running image(s)."; then
-    rm -f "$open"
+    rm -f -- "$open" || status=1
   else
     status=1
   fi

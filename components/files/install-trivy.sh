@@ -40,8 +40,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 curl -fsSL --retry 3 --max-time 60 "$KEY_URL" -o "$work/public.key"
 gpg --batch --yes --dearmor -o "$work/trivy.gpg" "$work/public.key"
+# -T (here and on mv below): a directory in the way must fail the run, not silently take the
+# file inside it, leaving apt without the key or source and a confusing failure further on.
 if ! cmp -s "$work/trivy.gpg" "$KEYRING"; then
-  install -D -m 0644 "$work/trivy.gpg" "$KEYRING"
+  install -D -T -m 0644 "$work/trivy.gpg" "$KEYRING"
   log "installed Aqua's signing key at $KEYRING"
   changed=1
 fi
@@ -50,7 +52,7 @@ fi
 # a second, duplicate source.
 if [[ "$(cat "$SOURCES" 2>/dev/null)" != "$REPO_LINE" ]]; then
   printf '%s\n' "$REPO_LINE" >"$SOURCES.tmp"
-  mv -f "$SOURCES.tmp" "$SOURCES"
+  mv -fT "$SOURCES.tmp" "$SOURCES"
   log "added the Trivy apt repository in $SOURCES"
   changed=1
 fi

@@ -9,7 +9,8 @@
 # webhook file holds a URL it is also POSTed there as Discord-compatible JSON {"content": "..."}.
 #
 # Exit status: 0 when the alert reached everything configured (syslog only, with no webhook file);
-# 1 when the webhook was configured but did not take it, after retries. The message is in the
+# 1 when the webhook was configured but did not take it, after retries, or when the webhook
+# file is there but holds no usable URL (unreadable, empty, not a file). The message is in the
 # system log either way; callers that track incidents use the status to send it again next run
 # instead of recording an incident nobody was told about. 2 on bad usage.
 #
@@ -76,14 +77,23 @@ if ! "$LOGGER" -t jamjam-alert -p "$priority" -- "[$STACK/$HOST] $state $key: $*
   echo "jamjam-alert: could not write to the system log: [$STACK/$HOST] $state $key: $*" >&2
 fi
 
-url=""
-if [[ -r $WEBHOOK_FILE ]]; then
-  IFS= read -r url <"$WEBHOOK_FILE" || true
-  url="${url%$'\r'}"
-fi
-if [[ -z $url ]]; then
+if [[ ! -e $WEBHOOK_FILE && ! -L $WEBHOOK_FILE ]]; then
   # No webhook configured: the system log is where alerts go.
   exit 0
+fi
+# The file is only written when a webhook is configured: one that cannot be used is a broken
+# configuration, reported as a failure (callers send again next run), never taken for "none".
+url=""
+# Not only regular files: CI hands the URL over on a pipe (/dev/fd/N) so it never touches disk.
+if [[ ! -d $WEBHOOK_FILE ]] && url=$(head -n 1 -- "$WEBHOOK_FILE" 2>/dev/null); then
+  url="${url%$'\r'}"
+  if [[ -z $url ]]; then
+    echo "jamjam-alert: $WEBHOOK_FILE is empty; alert $key went to the system log only (set jamjam:alertWebhookUrl and run pulumi up)" >&2
+    exit 1
+  fi
+else
+  echo "jamjam-alert: cannot read $WEBHOOK_FILE (run as root; it must be a readable file); alert $key went to the system log only" >&2
+  exit 1
 fi
 # Checked before use so that a quote cannot end curl's config string early; the URL itself is
 # never echoed.

@@ -6,6 +6,10 @@ that exception into an *advisory* "can't run policy during preview" note. A mand
 let the exception escape would therefore pass silently. :func:`plain` copies the props into
 ordinary dicts and lists with every unknown replaced by :data:`UNKNOWN`, so each rule decides
 what an unknown means (for the security rules: a violation).
+
+Secrets: with :mod:`._compat` installed, a string that was a Pulumi secret stays a
+:class:`SecretStr` (still a ``str``), and an unknown secret becomes :data:`UNKNOWN_SECRET`
+(still unknown); :func:`is_secret` tells them apart from plaintext.
 """
 
 from __future__ import annotations
@@ -13,54 +17,59 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy.proxy import UnknownValueError, _is_unknown
+from pulumi_policy.proxy import _DictProxy, _is_unknown, _ListProxy
+
+from ._compat import SecretStr
 
 
 class _Unknown:
     """A value Pulumi cannot know until the update runs (an output of another resource)."""
 
-    _instance: "_Unknown | None" = None
-
-    def __new__(cls) -> "_Unknown":
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    def __init__(self, secret: bool) -> None:
+        self.secret = secret
 
     def __repr__(self) -> str:
-        return "UNKNOWN"
+        return "UNKNOWN_SECRET" if self.secret else "UNKNOWN"
 
     def __bool__(self) -> bool:
         # Truthy on purpose: `if value:` on an unknown flag must not read as "off".
         return True
 
 
-UNKNOWN: Any = _Unknown()
+UNKNOWN: Any = _Unknown(secret=False)
+UNKNOWN_SECRET: Any = _Unknown(secret=True)
+"""Unknown at preview, but known to be a Pulumi secret (a generated password, typically)."""
 
 
 def is_unknown(value: Any) -> bool:
-    return value is UNKNOWN
+    return isinstance(value, _Unknown)
+
+
+def is_secret(value: Any) -> bool:
+    """Whether the engine sent ``value`` as a Pulumi secret (known or not)."""
+    return isinstance(value, SecretStr) or value is UNKNOWN_SECRET
+
+
+def _target(value: Any) -> Any:
+    # The proxies raise on reading an unknown; their target holds the raw value, whose secret
+    # marker the raised error would lose.
+    if isinstance(value, (_DictProxy, _ListProxy)):
+        return value["__target"]
+    return value
 
 
 def plain(value: Any) -> Any:
-    """``value`` (proxied or not) as plain dicts/lists, unknowns replaced by :data:`UNKNOWN`."""
+    """``value`` (proxied or not) as plain dicts/lists, unknowns replaced by :data:`UNKNOWN`
+    (:data:`UNKNOWN_SECRET` when the unknown was sent as a secret)."""
+    value = _target(value)
     if isinstance(value, str):
-        return UNKNOWN if _is_unknown(value) else value
+        if _is_unknown(value):
+            return UNKNOWN_SECRET if isinstance(value, SecretStr) else UNKNOWN
+        return value
     if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key in value:
-            try:
-                out[key] = plain(value[key])
-            except UnknownValueError:
-                out[key] = UNKNOWN
-        return out
+        return {key: plain(value[key]) for key in value}
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-        items = []
-        for index in range(len(value)):
-            try:
-                items.append(plain(value[index]))
-            except UnknownValueError:
-                items.append(UNKNOWN)
-        return items
+        return [plain(value[index]) for index in range(len(value))]
     return value
 
 

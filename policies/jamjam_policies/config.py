@@ -5,18 +5,31 @@ pulumi-policy configures each policy separately, so a config file is keyed by po
     {"public-ports-allowlisted": {"publicPorts": ["22/tcp", "5000/udp", "443/tcp"]}}
 
 The CLI validates the file against these schemas (`pulumi preview --policy-pack policies
---policy-pack-config <file>`). The rules apply the defaults themselves too, so they behave the
-same when the engine sends no config at all and when the offline runner calls them.
+--policy-pack-config <file>`); the offline runner does the same with :func:`validate_pack_config`.
+The rules apply the defaults themselves too, so they behave the same when the engine sends no
+config at all and when the offline runner calls them.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+import pulumi
 from pulumi_policy import PolicyConfigSchema
 
 PORT_PROTO = re.compile(r"^(\d{1,5})/(tcp|udp)$")
+LEVELS = ("advisory", "mandatory", "remediate", "disabled")
+_PORT_LIST = {"type": "array", "uniqueItems": True,
+              "items": {"type": "string", "pattern": PORT_PROTO.pattern}}
+
+
+class PolicyConfigError(ValueError):
+    """A --policy-pack-config mistake: one line naming the key, the problem and the fix."""
+
 
 SIGNALING_PORT: dict[str, Any] = {
     "signalingPort": {
@@ -24,11 +37,67 @@ SIGNALING_PORT: dict[str, Any] = {
         "description": "The signaling server's port: reachable only through the Cloudflare Tunnel.",
     },
 }
+STACK: dict[str, Any] = {
+    "stack": {
+        "type": "string",
+        "description": "The stack being checked. Leave unset under the Pulumi CLI (the pack reads "
+                       "the running stack); the offline runner sets it.",
+    },
+}
 PUBLIC_PORTS: dict[str, Any] = {
     "publicPorts": {
-        "type": "array", "default": ["22/tcp", "5000/udp"], "uniqueItems": True,
-        "items": {"type": "string", "pattern": PORT_PROTO.pattern},
-        "description": "PORT/PROTO entries that may be published or opened in the firewall.",
+        **_PORT_LIST, "default": ["22/tcp", "5000/udp"],
+        "description": "PORT/PROTO entries that may be published or opened in the firewall, on "
+                       "every stack stackPublicPorts does not name.",
+    },
+    "stackPublicPorts": {
+        "type": "object", "default": {}, "additionalProperties": _PORT_LIST,
+        "description": "Per-stack allowlists that replace publicPorts on that stack, e.g. "
+                       "{\"test\": [\"22/tcp\"]}.",
+    },
+    **STACK,
+}
+DATABASE_PORTS: dict[str, Any] = {
+    "databasePorts": {
+        "type": "array", "uniqueItems": True,
+        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "default": [5432, 3306, 6379, 27017],
+        "description": "Ports of databases and caches (PostgreSQL, MySQL/MariaDB, Redis, "
+                       "MongoDB), never published or opened, on either side of a mapping.",
+    },
+}
+SECRET_ENV: dict[str, Any] = {
+    "secretNameMarkers": {
+        "type": "array", "items": {"type": "string", "minLength": 1},
+        "default": ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"],
+        "description": "An env var holds a secret when a part of its name (split on _ - .) "
+                       "contains one of these; a marker of three letters or fewer (KEY) must "
+                       "end the part (API_KEY, APIKEY; not KEYCLOAK).",
+    },
+    "plaintextNames": {
+        "type": "array", "items": {"type": "string"}, "default": [],
+        "description": "Env var names exempt although their name says secret (e.g. a public "
+                       "key id), each a deliberate decision.",
+    },
+}
+BACKUPS: dict[str, Any] = {
+    "databaseImages": {
+        "type": "array", "items": {"type": "string", "minLength": 1},
+        "default": ["postgres", "postgis", "mysql", "mariadb", "mongo", "redis"],
+        "description": "Image names (the last path part, before tag or digest, starting with "
+                       "one of these) that run a database.",
+    },
+    "dataDirectories": {
+        "type": "array", "items": {"type": "string", "pattern": "^/"},
+        "default": ["/var/lib/postgresql", "/var/lib/mysql", "/data/db",
+                    "/bitnami/postgresql", "/bitnami/mysql", "/bitnami/mariadb",
+                    "/bitnami/mongodb"],
+        "description": "Where database images keep their data: a volume mounted here marks a "
+                       "database container even when its image is only an id.",
+    },
+    "backupLabel": {
+        "type": "string", "default": "jamjam.backup",
+        "description": "The docker label on a database container naming its backup job.",
     },
 }
 LOG_BUCKET: dict[str, Any] = {
@@ -47,11 +116,12 @@ LOG_ARCHIVE: dict[str, Any] = {
         "type": "array", "items": {"type": "string"}, "default": ["production"],
         "description": "Stacks that must archive their logs.",
     },
-    "stack": {
-        "type": "string",
-        "description": "The stack being checked. Leave unset under the Pulumi CLI (the pack reads "
-                       "the running stack); the offline runner sets it.",
+    "archiveProjects": {
+        "type": "array", "items": {"type": "string"}, "default": ["jamjam"],
+        "description": "Projects that keep a log archive (jamjam's SPEC.md requires one); other "
+                       "projects' stacks are not checked for it.",
     },
+    **STACK,
 }
 
 
@@ -66,27 +136,122 @@ def defaults(config_schema: PolicyConfigSchema | None) -> dict[str, Any]:
             if "default" in spec}
 
 
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _ints(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_ints(item) for item in value]
+    return value
+
+
 def settings(args: Any, config_schema: PolicyConfigSchema) -> dict[str, Any]:
     """The policy's config over its defaults (JSON numbers arrive as floats: made ints)."""
     merged = defaults(config_schema)
     merged.update(dict(args.get_config() or {}))
     merged.pop("enforcementLevel", None)
-    for key, value in merged.items():
-        if isinstance(value, float) and value.is_integer():
-            merged[key] = int(value)
-    return merged
+    return {key: _ints(value) for key, value in merged.items()}
+
+
+def stack_name(config: Mapping[str, Any]) -> str | None:
+    """The stack being checked: the policy's ``stack`` config (the offline runner's), else the
+    Pulumi runtime's (the analyzer configures it from PULUMI_STACK), else that variable."""
+    if config.get("stack"):
+        return str(config["stack"])
+    try:
+        name = pulumi.get_stack()
+    except Exception:  # noqa: BLE001 (an unconfigured runtime raises differently across SDKs)
+        name = None
+    return name or os.environ.get("PULUMI_STACK") or None
+
+
+def public_ports(config: Mapping[str, Any]) -> tuple[set[tuple[int, str]], str]:
+    """(the allowlist, where it comes from) for the stack being checked."""
+    overrides = config.get("stackPublicPorts") or {}
+    if not isinstance(overrides, Mapping):
+        raise PolicyConfigError(
+            "policy config public-ports-allowlisted.stackPublicPorts must map stack names to "
+            "lists, e.g. {\"test\": [\"22/tcp\"]}")
+    stack = stack_name(config)
+    if stack is not None and stack in overrides:
+        return port_set(overrides[stack], f"stackPublicPorts.{stack}"), \
+            f"stackPublicPorts.{stack}"
+    return port_set(config["publicPorts"]), "publicPorts"
 
 
 def port_set(entries: Any, key: str = "publicPorts") -> set[tuple[int, str]]:
     """``["22/tcp", ...]`` as {(22, "tcp"), ...}; a malformed entry is a config error."""
     if not isinstance(entries, (list, tuple)):
-        raise ValueError(f"policy config {key} must be a list like [\"22/tcp\", \"5000/udp\"], "
-                         f"got {entries!r}")
+        raise PolicyConfigError(f"policy config {key} must be a list like [\"22/tcp\", "
+                                f"\"5000/udp\"], got {entries!r}")
     result = set()
     for entry in entries:
         match = PORT_PROTO.match(str(entry).strip().lower())
         if not match or not 0 < int(match.group(1)) < 65536:
-            raise ValueError(f"policy config {key} entry {entry!r} is not PORT/PROTO; "
-                             "write it like \"5000/udp\"")
+            raise PolicyConfigError(f"policy config {key} entry {entry!r} is not PORT/PROTO; "
+                                    "write it like \"5000/udp\"")
         result.add((int(match.group(1)), match.group(2)))
     return result
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _where(path: Iterable[Any]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+def validate_pack_config(config: Any, policies: Iterable[Any]) -> None:
+    """Check a --policy-pack-config mapping the way the CLI does before it runs the pack:
+    every key names a policy (or is ``all``), levels are known, settings fit the schema.
+
+    Raises :class:`PolicyConfigError` for the first mistake, before any rule has run.
+    """
+    import jsonschema  # only the offline runner validates; the CLI does it for the pack
+
+    by_name = {policy.name: policy for policy in policies}
+    if not isinstance(config, Mapping):
+        raise PolicyConfigError("policy config must be a JSON object keyed by policy name, e.g. "
+                                "{\"public-ports-allowlisted\": {\"publicPorts\": [\"22/tcp\"]}}")
+    for key, entry in config.items():
+        if key != "all" and key not in by_name:
+            raise PolicyConfigError(f"policy config key {key!r} names no policy of this pack"
+                                    f"{_closest(key, by_name)} (README, \"Policy pack\", "
+                                    "lists them)")
+        if not isinstance(entry, (str, Mapping)):
+            raise PolicyConfigError(f"policy config {key} must be a level (\"advisory\") or an "
+                                    f"object of settings, got {entry!r}")
+        level = entry if isinstance(entry, str) else entry.get("enforcementLevel")
+        if level is not None and level not in LEVELS:
+            raise PolicyConfigError(f"policy config {key}: enforcement level {level!r} is not one "
+                                    f"of {', '.join(LEVELS)}")
+        if isinstance(entry, str):
+            continue
+        if key == "all":
+            extra = sorted(set(entry) - {"enforcementLevel"})
+            if extra:
+                raise PolicyConfigError(f"policy config all.{extra[0]}: \"all\" takes only "
+                                        "enforcementLevel; put settings under the policy's name")
+            continue
+        policy_schema = by_name[key].config_schema
+        properties = dict(policy_schema.properties) if policy_schema else {}
+        for setting in entry:
+            if setting != "enforcementLevel" and setting not in properties:
+                known = ", ".join(properties) or "none"
+                raise PolicyConfigError(f"policy config {key}.{setting} is not a setting of "
+                                        f"this policy{_closest(setting, properties)} "
+                                        f"(settings: {known})")
+        document = {"type": "object", "properties": properties}
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft7Validator(document).iter_errors(
+                {k: v for k, v in entry.items() if k != "enforcementLevel"}))
+        if error is not None:
+            setting = error.absolute_path[0] if error.absolute_path else None
+            hint = ""
+            if setting in properties and "default" in properties[setting]:
+                hint = f"; the default is {json.dumps(properties[setting]['default'])}"
+            raise PolicyConfigError(f"policy config {key}{_where(error.absolute_path)}: "
+                                    f"{error.message}{hint}")

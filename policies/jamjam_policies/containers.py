@@ -20,7 +20,7 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 Check = Callable[[str, dict[str, Any], ReportViolation], None]
 
 
-def _containers_only(check: Check) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
+def containers_only(check: Check) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if args.resource_type == CONTAINER:
             check(label(args), props_of(args), report)
@@ -165,30 +165,38 @@ def image_is_pinned(image: Any) -> bool:
     return bool(tag) and tag != "latest"
 
 
-def _container_policy(name: str, description: str, check: Check) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(name=name, description=description,
-                                    enforcement_level=EnforcementLevel.MANDATORY,
-                                    validate=_containers_only(check))
+def container_policy(name: str, description: str, check: Check, *,
+                     level: EnforcementLevel) -> ResourceValidationPolicy:
+    """A rule about ``docker:index/container:Container`` only: ``check(label, props, report)``.
+
+    ``level`` has no default on purpose: each rule states whether it blocks an update.
+    """
+    return ResourceValidationPolicy(name=name, description=description, enforcement_level=level,
+                                    validate=containers_only(check))
 
 
 POLICIES = [
-    _container_policy("container-log-rotation",
-                      "Containers log with json-file or local and set logOpts max-size and "
-                      "max-file, so logs can't fill the VPS disk.", _log_rotation),
-    _container_policy("container-restart-policy",
-                      "Containers restart always (or unless-stopped), so they come back after a "
-                      "crash or a reboot.", _restart_policy),
-    _container_policy("container-healthcheck",
-                      "Containers declare a healthcheck (tests set and not NONE).", _healthcheck),
-    _container_policy("container-not-privileged",
-                      "Containers are not privileged.", _not_privileged),
-    _container_policy("container-no-docker-socket",
-                      "No container mounts the Docker socket (/var/run/docker.sock, "
-                      "/run/docker.sock) or a directory holding it.", _no_docker_socket),
-    _container_policy("container-no-secret-in-command",
-                      "Container command and entrypoints carry no secret (no --token, no "
-                      "token-looking value); secrets go in secret env vars.",
-                      _no_secret_in_command),
+    container_policy("container-log-rotation",
+                     "Containers log with json-file or local and set logOpts max-size and "
+                     "max-file, so logs can't fill the VPS disk.", _log_rotation,
+                     level=EnforcementLevel.MANDATORY),
+    container_policy("container-restart-policy",
+                     "Containers restart always (or unless-stopped), so they come back after a "
+                     "crash or a reboot.", _restart_policy, level=EnforcementLevel.MANDATORY),
+    container_policy("container-healthcheck",
+                     "Containers declare a healthcheck (tests set and not NONE).", _healthcheck,
+                     level=EnforcementLevel.MANDATORY),
+    container_policy("container-not-privileged",
+                     "Containers are not privileged.", _not_privileged,
+                     level=EnforcementLevel.MANDATORY),
+    container_policy("container-no-docker-socket",
+                     "No container mounts the Docker socket (/var/run/docker.sock, "
+                     "/run/docker.sock) or a directory holding it.", _no_docker_socket,
+                     level=EnforcementLevel.MANDATORY),
+    container_policy("container-no-secret-in-command",
+                     "Container command and entrypoints carry no secret (no --token, no "
+                     "token-looking value); secrets go in secret env vars.",
+                     _no_secret_in_command, level=EnforcementLevel.MANDATORY),
     ResourceValidationPolicy(
         name="container-image-pinned",
         description=("Container images (and RemoteImage names) are pinned to a version tag other "

@@ -7,11 +7,15 @@ Which stack is this? Under the Pulumi CLI the analyzer configures the Pulumi run
 PULUMI_STACK, so ``pulumi.get_stack()`` answers. The offline runner (tools/policy_check.py)
 checks rendered stacks in one process and sets the policy's ``stack`` config instead, which
 wins when present.
+
+Whose stack is this? The archive is jamjam's requirement (SPEC.md), not its siblings': the rules
+apply to the projects in ``archiveProjects`` (default jamjam), read from the resources' URNs
+(``urn:pulumi:<stack>::<project>::...``), else from the Pulumi runtime. A sibling project on
+the component library passes the pack without turning these rules off.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pulumi
@@ -20,20 +24,10 @@ from pulumi_policy import EnforcementLevel, ReportViolation, StackValidationArgs
 
 from ._exposure import REMOTE_COMMAND
 from ._props import is_unknown, props_of
-from .config import LOG_ARCHIVE, schema, settings
+from .config import LOG_ARCHIVE, schema, settings, stack_name
 
 R2_BUCKET = "cloudflare:index/r2Bucket:R2Bucket"
 _SCHEMA = schema(LOG_ARCHIVE)
-
-
-def stack_name(config: dict[str, Any]) -> str | None:
-    if config.get("stack"):
-        return str(config["stack"])
-    try:
-        name = pulumi.get_stack()
-    except Exception:  # noqa: BLE001 (an unconfigured runtime raises differently across SDKs)
-        name = None
-    return name or os.environ.get("PULUMI_STACK") or None
 
 
 def _archive(args: StackValidationArgs, config: dict[str, Any]) -> tuple[list, list]:
@@ -54,8 +48,27 @@ def _archive(args: StackValidationArgs, config: dict[str, Any]) -> tuple[list, l
     return buckets, jobs
 
 
+def project_name(args: StackValidationArgs) -> str | None:
+    for resource in args.resources:
+        parts = str(resource.urn).split("::")
+        if parts[0].startswith("urn:pulumi:") and len(parts) > 2:
+            return parts[1]
+    try:
+        return pulumi.get_project() or None
+    except Exception:  # noqa: BLE001 (an unconfigured runtime raises differently across SDKs)
+        return None
+
+
+def _applies(args: StackValidationArgs, config: dict[str, Any]) -> bool:
+    project = project_name(args)
+    # Unknown project: check it (fail closed), as for jamjam.
+    return project is None or project in config["archiveProjects"]
+
+
 def _production_has_log_archive(args: StackValidationArgs, report: ReportViolation) -> None:
     config = settings(args, _SCHEMA)
+    if not _applies(args, config):
+        return
     stack = stack_name(config)
     if stack is None:
         report("The policy pack could not tell which stack this is, so it can't check the "
@@ -77,6 +90,8 @@ def _production_has_log_archive(args: StackValidationArgs, report: ReportViolati
 
 def _log_archive_only_on_production(args: StackValidationArgs, report: ReportViolation) -> None:
     config = settings(args, _SCHEMA)
+    if not _applies(args, config):
+        return
     stack = stack_name(config)
     if stack is None or stack in config["productionStacks"]:
         return

@@ -1,0 +1,84 @@
+"""The one place that reaches into private parts of the Pulumi Python SDK.
+
+The public SDK has no API for what the offline render and the settings check need: running a
+program function outside the engine, waiting on an Output from synchronous code, resetting the
+root stack resource between two renders in one process, the wire format of a secret, and whether
+a config value was stored encrypted. Each of these is a private name that an SDK upgrade may
+move; importing them only here means such an upgrade touches this file alone, and the import
+below fails at once, naming the symbol, rather than deep inside a render.
+
+settings.py imports this module under the real CLI too; everything imported here is part of
+the SDK's runtime, which ``import pulumi`` has loaded already, so it costs nothing there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, TypeVar
+
+from pulumi.runtime import rpc as _rpc
+from pulumi.runtime import settings as _settings
+from pulumi.runtime.config import is_config_secret as _is_config_secret
+from pulumi.runtime.stack import run_pulumi_func as _run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+T = TypeVar("T")
+
+SECRET_SIG: str = _rpc._special_sig_key
+"""Key that marks a serialized value as special (a secret, an asset, a resource reference)."""
+SECRET_VALUE: str = _rpc._special_secret_sig
+"""Value of that key for a secret; the secret itself sits under ``"value"``."""
+
+
+def is_config_secret(key: str) -> bool:
+    """Whether ``namespace:key`` was stored encrypted (set with ``--secret``)."""
+    return _is_config_secret(key)
+
+
+def sync_await(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` to completion on the SDK's event loop, from synchronous code."""
+    return _sync_await(awaitable)
+
+
+def run_program(func: Callable[[], Any]) -> None:
+    """Run a Pulumi program function the way the language host does, waiting for every
+    resource registration and output it starts."""
+    _sync_await(_run_pulumi_func(func))
+
+
+def reset_root_resource() -> None:
+    """Forget the stack resource of a previous run, so the next ``set_mocks`` registers a new one."""
+    _settings.set_root_resource(None)  # type: ignore[arg-type]
+
+
+def root_resource() -> Any:
+    """The stack resource of the current run (its ``outputs`` are the stack exports)."""
+    return _settings.get_root_resource()
+
+
+def config_keys() -> set[str]:
+    """Every ``namespace:key`` the engine passed to the program (the SDK has no public way to
+    list them, and settings.py must list them to reject a mistyped key)."""
+    from pulumi.runtime import config as _config
+
+    return set(_config.CONFIG.get()) | set(_config.get_config_env())
+
+
+UNKNOWN: str = _rpc.UNKNOWN
+"""What the engine sends for a value unknown at preview (to providers and policy packs alike)."""
+
+
+def deserialize_properties(struct: Any) -> Any:
+    """A registration's inputs as plain values (secrets as the wire format), each value unknown
+    at preview as the engine's :data:`UNKNOWN` string, the form a policy pack receives."""
+    from pulumi.output import Unknown
+
+    def wire(value: Any) -> Any:
+        if isinstance(value, Unknown):
+            return UNKNOWN
+        if isinstance(value, dict):
+            return {key: wire(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [wire(item) for item in value]
+        return value
+
+    return wire(_rpc.deserialize_properties(struct, keep_unknowns=True))
