@@ -276,15 +276,16 @@ def live_restore(api: DockerApi, stack: RenderedStack, vps: Vps, restart_docker)
     if udp:
         watch = subprocess.Popen(
             [*vps.internet.enter(), sys.executable, "-m", "rehearsal.probe", "udpwatch",
-             vps.address, str(udp[0]), "30"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+             vps.address, str(udp[0]), "15"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
         time.sleep(2)
     started = time.monotonic()
     try:
         restart_docker()
+        took = time.monotonic() - started
     finally:
+        # The watch goes on after the restart (new rules, conntrack), then reports.
         report = json.loads(watch.communicate(timeout=60)[0]) if watch else {}
-    took = time.monotonic() - started
     after = {}
     for n in names:
         info = wait_for(lambda: _try_inspect(api, n), 60, f"{n} visible after the dockerd restart")
