@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan plan-json test bench clean
+.PHONY: plan plan-json test bench rehearse clean
 
 # Setup talks on stderr only: `make plan-json > plan.json` must hold nothing but the JSON.
 $(VENV)/.requirements: requirements.txt
@@ -46,6 +46,15 @@ test: $(VENV)/.requirements-dev
 bench: $(VENV)/.requirements-dev
 	$(PY) bench/plan_speed.py
 	$(PY) bench/log_archive.py
+	bash .ci/system-packages.sh
+	$(PY) bench/replacement_gap.py --stack $(STACK)
+
+## Rehearse `pulumi up` of STACK on a throwaway Debian 12 VPS with a real Docker engine
+## (needs root; README "Rehearsal"). STACK=production by default: `make rehearse STACK=test`.
+STACK ?= production
+rehearse: $(VENV)/.requirements-dev
+	bash .ci/system-packages.sh
+	$(PY) -m rehearsal --stack $(STACK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

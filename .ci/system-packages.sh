@@ -27,12 +27,20 @@ declare -A needed=(
   [useradd]=passwd
   [jq]=jq
   [systemd-analyze]=systemd
-  # tests/test_docker_daemon.py: a real dockerd in a network namespace, a static busybox image
+  # tests/test_docker_daemon.py and the rehearsal (make rehearse): a real dockerd in a network
+  # namespace, a static busybox image
   [dockerd]=docker.io
   [nsenter]=util-linux
   [busybox]=busybox-static
   [runuser]=util-linux
   [pg_restore]=postgresql-client
+  # The rehearsal also: a Debian 12 rootfs, the stand-in binaries (gcc -static), the relays
+  # into its namespaces.
+  [debootstrap]=debootstrap
+  [gcc]=gcc
+  [socat]=socat
+  [file]=file
+  [ssh]=openssh-client
 )
 
 missing=()
@@ -46,6 +54,11 @@ done
 if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
   missing+=(postgresql)
 fi
+# Files rather than commands: the stand-ins link statically against glibc (libc.a is in
+# libc6-dev, which gcc only recommends), and must get a static busybox (the dynamic busybox
+# package also provides the command).
+[ -n "$(find /usr/lib -name libc.a -print -quit 2>/dev/null)" ] || missing+=(libc6-dev)
+if ! file -L /bin/busybox 2>/dev/null | grep -q "statically linked"; then missing+=(busybox-static); fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -115,6 +115,10 @@ installed() {
 
 step_packages() {
   local missing=() package want_compose=yes
+  # Every apt run on the host waits for another one instead of failing on dpkg's lock: Pulumi
+  # runs independent commands at the same time (two jobs' installs collided in the rehearsal),
+  # and a fresh VPS often runs unattended-upgrades at first boot.
+  printf 'DPkg::Lock::Timeout "600";\n' >/etc/apt/apt.conf.d/50jamjam-wait-for-dpkg-lock
   for package in "${PACKAGES[@]}"; do
     installed "$package" || missing+=("$package")
   done
@@ -364,6 +368,10 @@ EOF
   local previous=""
   [ -f "$DROP_IN" ] && previous=$(mktemp) && cp -p "$DROP_IN" "$previous"
   mv -f "$tmp" "$DROP_IN"
+  # sshd -t needs its privilege separation directory, which systemd creates only when it
+  # starts sshd: on a fresh image where sshd has not run since boot (socket activation) it is
+  # missing and the test fails on that, not on the configuration.
+  if [ -z "$ROOT" ] && [ ! -d /run/sshd ]; then install -d -m 0755 /run/sshd; fi
   if ! sshd -t -f "$SSHD_CONFIG"; then
     if [ -n "$previous" ]; then mv -f "$previous" "$DROP_IN"; else rm -f "$DROP_IN"; fi
     fail "sshd rejected the hardened configuration; left it as it was"

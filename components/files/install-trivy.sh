@@ -18,6 +18,15 @@ SOURCES="${JAMJAM_TRIVY_SOURCES:-/etc/apt/sources.list.d/trivy.list}"
 REPO_LINE="deb [signed-by=$KEYRING] https://aquasecurity.github.io/trivy-repo/deb generic main"
 export DEBIAN_FRONTEND=noninteractive
 
+# Pulumi runs independent commands at the same time, and apt-get update does not wait for
+# another one's lock (DPkg::Lock::Timeout covers dpkg's lock only): every jamjam script takes
+# this lock around apt-get, so two of them on one host wait for each other (the rehearsal
+# caught two installs colliding).
+APT_LOCK="${JAMJAM_APT_LOCK:-/run/lock/jamjam-apt.lock}"
+apt_get() {
+  flock -w 600 "$APT_LOCK" apt-get "$@"
+}
+
 log() {
   echo "install-trivy: $*" >&2
 }
@@ -32,8 +41,8 @@ for package in curl gnupg; do
   installed "$package" || missing+=("$package")
 done
 if (( ${#missing[@]} > 0 )); then
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt_get update -q
+  apt_get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 work=$(mktemp -d)
@@ -62,9 +71,9 @@ for package in trivy jq; do
   installed "$package" || missing+=("$package")
 done
 if (( changed )) || (( ${#missing[@]} > 0 )); then
-  apt-get update -q
+  apt_get update -q
 fi
 if (( ${#missing[@]} > 0 )); then
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt_get install -y -q --no-install-recommends "${missing[@]}"
   log "installed ${missing[*]}"
 fi

@@ -25,6 +25,15 @@ PACKAGE_RECORD="$ROOT/var/lib/jamjam/os-updates/unattended-upgrades-before"
 PACKAGE=unattended-upgrades
 export DEBIAN_FRONTEND=noninteractive
 
+# Pulumi runs independent commands at the same time, and apt-get update does not wait for
+# another one's lock (DPkg::Lock::Timeout covers dpkg's lock only): every jamjam script takes
+# this lock around apt-get, so two of them on one host wait for each other (the rehearsal
+# caught two installs colliding).
+APT_LOCK="${JAMJAM_APT_LOCK:-/run/lock/jamjam-apt.lock}"
+apt_get() {
+  flock -w 600 "$APT_LOCK" apt-get "$@"
+}
+
 log() {
   echo "os-updates: $*" >&2
 }
@@ -83,8 +92,8 @@ apply() {
       printf '%s\n' "$before" >"$PACKAGE_RECORD.tmp"
       mv -fT -- "$PACKAGE_RECORD.tmp" "$PACKAGE_RECORD"
     fi
-    apt-get update -q
-    apt-get install -y -q "$PACKAGE"
+    apt_get update -q
+    apt_get install -y -q "$PACKAGE"
     log "installed $PACKAGE (it was $before); remove uninstalls it again"
   fi
   mkdir -p "$DROPIN_DIR"

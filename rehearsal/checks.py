@@ -1,0 +1,484 @@
+"""What the rehearsal proves once the plan is applied: health, the stand-ins' conversations,
+the network as the internet sees it, SSH hardening, the engine enforcing what each container
+declares (issue 12), and the scheduled jobs doing their work. Each check returns a short
+result line or raises RehearsalError; "not declared" is a result, not a pass in disguise: it
+is printed so the reader sees what was not exercised.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rehearsal.apply import CONTAINER, DockerApi
+from rehearsal.engine import RehearsalError, wait_for
+from rehearsal.vps import Vps
+from tools.render import RenderedStack, reveal
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Linux capability numbers (linux/capability.h), for reading CapEff.
+CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",
+        "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+        "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+        "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
+# What Docker grants a container that drops and adds nothing (moby's default profile).
+DOCKER_DEFAULT_CAPS = {"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID",
+                       "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL",
+                       "AUDIT_WRITE"}
+
+
+def containers(stack: RenderedStack) -> list[dict]:
+    return [reveal(r.inputs) for r in stack.of_type(CONTAINER)]
+
+
+def probe(vps: Vps, netns_argv: list[str], *args: str, timeout: float = 30) -> bool:
+    argv = [*netns_argv, sys.executable, "-m", "rehearsal.probe", *args]
+    proc = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc.returncode == 0
+
+
+def health(api: DockerApi, name: str) -> str:
+    info = api.inspect(name)
+    if info is None:
+        return "missing"
+    state = info["State"]
+    if not state.get("Running"):
+        return state.get("Status", "stopped")
+    return (state.get("Health") or {}).get("Status", "running (no healthcheck)")
+
+
+def health_deadline(inputs: dict) -> float:
+    """How long a container may take to turn healthy under its own healthcheck: the start
+    period, one interval before the first probe, its timeout, and a margin."""
+    hc = inputs.get("healthcheck") or {}
+    from rehearsal.apply import _ns
+    return sum(_ns(hc[k]) for k in ("startPeriod", "interval", "timeout") if hc.get(k)) / 1e9 + 30
+
+
+def wait_healthy(api: DockerApi, stack: RenderedStack) -> str:
+    pending = {c["name"]: time.monotonic() + health_deadline(c) for c in containers(stack)}
+    states: dict[str, str] = {}
+    while pending:
+        for name, deadline in list(pending.items()):
+            states[name] = health(api, name)
+            if states[name] in ("healthy", "running (no healthcheck)"):
+                del pending[name]
+            elif states[name] in ("exited", "dead", "missing", "unhealthy") or time.monotonic() > deadline:
+                logs = ""
+                info = api.inspect(name)
+                if info and (info["State"].get("Health") or {}).get("Log"):
+                    logs = info["State"]["Health"]["Log"][-1].get("Output", "").strip()[:200]
+                raise RehearsalError(f"{name} is {states[name]}, not healthy"
+                                     + (f" (last healthcheck: {logs})" if logs else ""))
+        time.sleep(0.5)
+    return ", ".join(f"{n} {s}" for n, s in sorted(states.items()))
+
+
+def standin_kind(api: DockerApi, name: str) -> str:
+    info = api.inspect(name)
+    image = api.request("GET", f"/images/{info['Image']}/json")
+    return (image.get("Config", {}).get("Labels") or {}).get("jamjam.rehearsal.standin", "")
+
+
+def logs(docker, name: str) -> str:
+    out = docker("logs", name, check=False)
+    return out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
+
+
+def standins(api: DockerApi, docker, stack: RenderedStack) -> str:
+    """Per stand-in kind, the behaviour issue 11 asks of it, from the rendered inputs."""
+    results = []
+    by_kind = {}
+    for c in containers(stack):
+        by_kind.setdefault(standin_kind(api, c["name"]), []).append(c)
+    for c in by_kind.get("signaling", []):
+        port = _arg(c.get("command", []), "--port")
+        text = logs(docker, c["name"])
+        if f"listening on 0.0.0.0:{port}" not in text:
+            raise RehearsalError(f"{c['name']} is not listening on its port {port}: {text[-200:]}")
+        results.append(f"{c['name']} listens on {port}")
+    for c in by_kind.get("echo", []):
+        url = _arg(c.get("command", []), "--signaling-url")
+        found = docker("exec", c["name"], "pgrep", "echo-server", check=False)
+        if found.returncode != 0:
+            raise RehearsalError(f"`docker exec {c['name']} pgrep echo-server` found nothing")
+        wait_for(lambda: f"reached {url}" in logs(docker, c["name"]), 20,
+                 f"{c['name']} reaching {url}")
+        host = url.split("//", 1)[1]
+        if not any(f"websocket upgrade for host {host}" in logs(docker, s["name"])
+                   for s in by_kind.get("signaling", [])):
+            raise RehearsalError(f"no signaling stand-in logged the upgrade from {c['name']} for {host}")
+        results.append(f"{c['name']} found by pgrep, reached {url} on the bridge network")
+    for c in by_kind.get("cloudflared", []):
+        info = api.inspect(c["name"])
+        tokens = [e.split("=", 1)[1] for e in c.get("envs", []) if e.startswith("TUNNEL_TOKEN=")]
+        if not tokens:
+            raise RehearsalError(f"{c['name']}: the plan passes no TUNNEL_TOKEN")
+        if f"TUNNEL_TOKEN={tokens[0]}" not in info["Config"]["Env"]:
+            raise RehearsalError(f"{c['name']}: the rendered tunnel token is not in its environment")
+        if any(tokens[0] in arg for arg in info["Args"] + [info["Path"]]):
+            raise RehearsalError(f"{c['name']}: the tunnel token is on its command line")
+        if "TUNNEL_TOKEN present" not in logs(docker, c["name"]):
+            raise RehearsalError(f"{c['name']}: the stand-in did not receive the token")
+        results.append(f"{c['name']} got the rendered token in TUNNEL_TOKEN (not argv), ready")
+    for c in by_kind.get("generic", []):
+        results.append(f"{c['name']} (generic stand-in)")
+    return "; ".join(results)
+
+
+def _arg(argv: list[str], flag: str) -> str:
+    for i, value in enumerate(argv[:-1]):
+        if value == flag:
+            return argv[i + 1]
+    raise RehearsalError(f"no {flag} in {argv}")
+
+
+# ---- issue 12: what each container declares is what the engine enforces ----------------------
+
+@dataclass
+class Declared:
+    drops: set[str]
+    adds: set[str]
+    no_new_privs: bool
+    memory: int | None
+    pids: int | None
+    user: str
+
+
+def declared(inputs: dict, daemon: dict) -> Declared:
+    caps = inputs.get("capabilities") or {}
+    norm = lambda names: {n.upper().removeprefix("CAP_") for n in names or []}  # noqa: E731
+    opts = [o.replace("=", ":") for o in inputs.get("securityOpts") or []]
+    nnp = any(o in ("no-new-privileges", "no-new-privileges:true") for o in opts) or bool(
+        daemon.get("no-new-privileges"))
+    pids = inputs.get("pidsLimit")
+    for u in inputs.get("ulimits") or []:
+        if u.get("name") == "nproc" and pids is None:
+            pids = int(u["hard"])
+    memory = int(inputs["memory"]) * 1024 * 1024 if inputs.get("memory") else None
+    return Declared(norm(caps.get("drops")), norm(caps.get("adds")), nnp, memory,
+                    int(pids) if pids is not None else None, inputs.get("user") or "")
+
+
+def daemon_config(vps: Vps | None) -> dict:
+    if vps is None:
+        return {}
+    path = vps.rootfs / "etc/docker/daemon.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise RehearsalError(f"/etc/docker/daemon.json on the VPS is not JSON: {err}") from None
+
+
+def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps | None) -> list[str]:
+    daemon = daemon_config(vps)
+    lines = []
+    for c in containers(stack):
+        want = declared(c, daemon)
+        status = docker("exec", c["name"], "cat", "/proc/1/status").stdout.decode()
+        field = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        cap_eff = int(field["CapEff"].strip(), 16)
+        uid = int(field["Uid"].split()[1])
+        info = api.inspect(c["name"])
+        notes = []
+        if want.drops or want.adds:
+            base = set(CAPS) if "ALL" not in want.drops else set()
+            base = (base & DOCKER_DEFAULT_CAPS if "ALL" not in want.drops else base) - want.drops
+            expect_caps = (base | want.adds) if uid == 0 else set()
+            expect = sum(1 << CAPS.index(n) for n in expect_caps if n in CAPS)
+            if cap_eff != expect:
+                raise RehearsalError(f"{c['name']}: CapEff {cap_eff:016x}, expected {expect:016x} "
+                                     f"from drops {sorted(want.drops)} adds {sorted(want.adds)}")
+            notes.append(f"CapEff {cap_eff:x}" + (" (empty)" if cap_eff == 0 else ""))
+        else:
+            notes.append(f"capabilities not declared (CapEff {cap_eff:x})")
+        nnp = field.get("NoNewPrivs", "").strip()
+        if want.no_new_privs:
+            if nnp != "1":
+                raise RehearsalError(f"{c['name']}: no-new-privileges declared, NoNewPrivs is {nnp}")
+            notes.append("NoNewPrivs 1")
+        else:
+            notes.append(f"no-new-privileges not declared (NoNewPrivs {nnp})")
+        host = info["HostConfig"]
+        if want.memory is not None:
+            if host.get("Memory") != want.memory:
+                raise RehearsalError(f"{c['name']}: memory {host.get('Memory')} in docker inspect, "
+                                     f"declared {want.memory}")
+            notes.append(f"memory {want.memory // 2**20} MiB")
+        else:
+            notes.append("memory limit not declared")
+        if want.pids is not None:
+            seen = host.get("PidsLimit") or next(
+                (u["Hard"] for u in host.get("Ulimits") or [] if u["Name"] == "nproc"), None)
+            if seen != want.pids:
+                raise RehearsalError(f"{c['name']}: pids limit {seen} in docker inspect, declared {want.pids}")
+            notes.append(f"pids {want.pids}")
+        else:
+            notes.append("pids limit not declared")
+        lines.append(f"{c['name']}: " + ", ".join(notes))
+    return lines
+
+
+def fork_bombs(api: DockerApi, docker, stack: RenderedStack) -> list[str]:
+    """Where a pids limit is declared: a fork bomb in that container stops at it and every
+    other container stays healthy."""
+    lines = []
+    all_names = [c["name"] for c in containers(stack)]
+    for c in containers(stack):
+        want = declared(c, {})
+        if want.pids is None:
+            lines.append(f"{c['name']}: pids limit not declared, no fork bomb")
+            continue
+        out = docker("exec", c["name"], "forkbomb", str(want.pids * 4), check=False, timeout=120)
+        text = out.stdout.decode().strip()
+        match = re.search(r"forked (\d+) of", text)
+        if not match or int(match.group(1)) >= want.pids or "no limit hit" in text:
+            raise RehearsalError(f"{c['name']}: fork bomb not stopped by the pids limit {want.pids}: {text}")
+        time.sleep(1)
+        for other in all_names:
+            state = health(api, other)
+            if state not in ("healthy", "running (no healthcheck)"):
+                raise RehearsalError(f"after the fork bomb in {c['name']}, {other} is {state}")
+        lines.append(f"{c['name']}: fork bomb stopped at {match.group(1)} (limit {want.pids}), others healthy")
+    return lines
+
+
+def live_restore(api: DockerApi, stack: RenderedStack, vps: Vps, restart_docker) -> str:
+    """With live-restore declared: a dockerd restart keeps every container (same start time)
+    and the published UDP port answering. Watched from the internet twice a second across the
+    restart, both from new sockets (new clients) and from one kept socket (a client that stays
+    on its port): the latter can stay cut off after a restart while a stale conntrack entry
+    without Docker's DNAT lives on, which is reported, not hidden."""
+    daemon = daemon_config(vps)
+    if not daemon.get("live-restore"):
+        return "live-restore not declared in /etc/docker/daemon.json: dockerd restart not rehearsed"
+    names = [c["name"] for c in containers(stack)]
+    udp = [int(p["external"]) for c in containers(stack) for p in c.get("ports") or []
+           if p.get("protocol") == "udp"]
+    before = {n: api.inspect(n)["State"]["StartedAt"] for n in names}
+    watch = None
+    if udp:
+        watch = subprocess.Popen(
+            [*vps.internet.enter(), sys.executable, "-m", "rehearsal.probe", "udpwatch",
+             vps.address, str(udp[0]), "15"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+        time.sleep(2)
+    started = time.monotonic()
+    try:
+        restart_docker()
+        took = time.monotonic() - started
+    finally:
+        # The watch goes on after the restart (new rules, conntrack), then reports.
+        report = json.loads(watch.communicate(timeout=60)[0]) if watch else {}
+    after = {}
+    for n in names:
+        info = wait_for(lambda: _try_inspect(api, n), 60, f"{n} visible after the dockerd restart")
+        after[n] = info["State"]["StartedAt"]
+    moved = [n for n in names if before[n] != after[n]]
+    if moved:
+        raise RehearsalError(f"restarting dockerd restarted {', '.join(moved)} despite live-restore")
+    result = f"dockerd restarted in {took:.1f} s; {len(names)} containers kept their start time"
+    if report:
+        new, kept = report["new_socket"], report["kept_socket"]
+        if not new["answering_at_end"] or new["longest_gap"] > 5:
+            raise RehearsalError(f"UDP {udp[0]} stopped answering new clients across the dockerd "
+                                 f"restart (longest gap {new['longest_gap']} s)")
+        result += f"; UDP {udp[0]}: new clients' longest gap {new['longest_gap']} s"
+        result += (f", a client keeping its port {'answered again' if kept['answering_at_end'] else 'was NOT answered again'}"
+                   f" (gap {kept['longest_gap']} s)")
+    return result
+
+
+def _try_inspect(api: DockerApi, name: str):
+    try:
+        return api.inspect(name)
+    except (RehearsalError, OSError):
+        return None
+
+
+# ---- scheduled jobs ----------------------------------------------------------------------------
+
+CRON_FIELDS = [(0, 59, {}), (0, 23, {}), (1, 31, {}),
+               (1, 12, {m: i + 1 for i, m in enumerate(
+                   "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
+               (0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())})]
+CRON_SPECIAL = {"@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight",
+                "@hourly"}
+
+
+def cron_field_ok(text: str, low: int, high: int, names: dict[str, int]) -> bool:
+    """One time field as Debian's cron reads it: lists of *, n, n-m, with /step; names for
+    months and weekdays. Written here because no Debian tool checks a cron file without
+    installing it, and cron itself only logs a rejected line."""
+    def value(v: str) -> int | None:
+        if v.lower() in names:
+            return names[v.lower()]
+        return int(v) if v.isdigit() else None
+
+    for part in text.split(","):
+        rng, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            return False
+        if rng == "*":
+            continue
+        a, _, b = rng.partition("-")
+        lo, hi = value(a), value(b) if b else value(a)
+        if lo is None or hi is None or not (low <= lo <= hi <= high):
+            return False
+    return True
+
+
+def cron_files(vps: Vps, files: list[str]) -> list[str]:
+    users = {line.split(":")[0] for line in (vps.rootfs / "etc/passwd").read_text().splitlines()}
+    lines = []
+    for name in files:
+        path = vps.rootfs / "etc/cron.d" / name
+        st = path.stat()
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+            raise RehearsalError(f"/etc/cron.d/{name}: cron ignores files whose name has other "
+                                 "characters than letters, digits, - and _")
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            raise RehearsalError(f"/etc/cron.d/{name}: cron ignores it unless root owns it and only "
+                                 "root can write it")
+        entries = 0
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            text = line.strip()
+            if not text or text.startswith("#") or re.match(r"^[A-Za-z_][A-Za-z0-9_]*\s*=", text):
+                continue
+            words = text.split()
+            if words[0] in CRON_SPECIAL:
+                time_ok, rest = True, words[1:]
+            else:
+                time_ok = len(words) > 5 and all(
+                    cron_field_ok(w, *spec) for w, spec in zip(words[:5], CRON_FIELDS))
+                rest = words[5:]
+            if not time_ok or len(rest) < 2 or rest[0] not in users:
+                raise RehearsalError(f"/etc/cron.d/{name} line {number} does not parse: {text[:80]}")
+            entries += 1
+        if not path.read_text().endswith("\n"):
+            raise RehearsalError(f"/etc/cron.d/{name}: cron drops a last line without a newline")
+        lines.append(f"{name} ({entries} entr{'y' if entries == 1 else 'ies'})")
+    return lines
+
+
+def cron_commands(vps: Vps, files: list[str]) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """file -> (user, command, environment) of its first entry, as cron would run it."""
+    out = {}
+    for name in files:
+        env: dict[str, str] = {}
+        for line in (vps.rootfs / "etc/cron.d" / name).read_text().splitlines():
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text)
+            if m:
+                env[m.group(1)] = m.group(2).strip().strip('"')
+                continue
+            words = text.split(None, 5 if not text.startswith("@") else 1)
+            if text.startswith("@"):
+                user, _, command = words[1].partition(" ")
+            else:
+                user, _, command = words[5].partition(" ")
+            out[name] = (user, command, env)
+            break
+    return out
+
+
+class Receiver:
+    """A webhook receiver on the machine's loopback; requests are kept for the checks."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                received.append((self.path, self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def logs_match(s3, bucket: str, vps: Vps, stack_name: str) -> list[str]:
+    """Every byte each container wrote to its json log (current file and the ones Docker
+    rotated) is in the bucket once, in order: objects of one inode, sorted by start offset,
+    concatenated, equal the file's leading bytes up to the last shipped offset."""
+    objects = []
+    token = None
+    while True:
+        kw = {"Bucket": bucket, **({"ContinuationToken": token} if token else {})}
+        page = s3.list_objects_v2(**kw)
+        objects += [o["Key"] for o in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            break
+        token = page["NextContinuationToken"]
+    if not objects:
+        raise RehearsalError(f"the upload job put nothing in the bucket {bucket}")
+    pattern = re.compile(r"^(?P<stack>[^/]+)/(?P<host>[^/]+)/(?P<container>[^/]+)/[^/]+/"
+                         r"(?P<id>[0-9a-f]{12})-(?P<inode>\d+)-(?P<start>\d+)-(?P<end>\d+)-[0-9a-f]{8}\.log\.gz$")
+    chunks: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
+    for key in objects:
+        m = pattern.match(key)
+        if not m:
+            raise RehearsalError(f"object {key} does not follow the documented naming")
+        if m["stack"] != stack_name:
+            raise RehearsalError(f"object {key} is not under the stack {stack_name}")
+        data = gzip.decompress(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        start, end = int(m["start"]), int(m["end"])
+        if len(data) != end - start:
+            raise RehearsalError(f"object {key} holds {len(data)} bytes, its name says {end - start}")
+        chunks.setdefault((m["id"], m["inode"]), []).append((start, end, data))
+    files: dict[tuple[str, str], Path] = {}
+    base = vps.rootfs / "var/lib/docker/containers"
+    for cdir in base.iterdir():
+        for f in cdir.glob(f"{cdir.name}-json.log*"):
+            files[(cdir.name[:12], str(f.stat().st_ino))] = f
+    lines = []
+    for (cid, inode), parts in sorted(chunks.items()):
+        parts.sort()
+        joined, expected_start = b"", 0
+        for start, end, data in parts:
+            if start != expected_start:
+                raise RehearsalError(f"container {cid} inode {inode}: bytes {expected_start}..{start} "
+                                     "missing or shipped twice")
+            joined += data
+            expected_start = end
+        path = files.get((cid, inode))
+        if path is None:
+            raise RehearsalError(f"container {cid} inode {inode}: no such log file on the VPS")
+        if path.read_bytes()[:len(joined)] != joined:
+            raise RehearsalError(f"{path.name}: shipped bytes differ from the file")
+        lines.append(f"{path.name} {len(joined)} bytes")
+    shipped = {k for k in chunks}
+    for key, path in files.items():
+        size = path.stat().st_size
+        if size and key not in shipped and path.read_bytes().count(b"\n"):
+            raise RehearsalError(f"{path.name}: {size} bytes of whole lines were not shipped")
+    return lines
