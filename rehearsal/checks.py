@@ -263,7 +263,7 @@ def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps | None) -> l
             notes.append(f"pids {want.pids}")
         else:
             notes.append("pids limit not declared" + (
-                " (its docker update has no literal --pids-limit N)" if c["name"] in commands else ""))
+                " (its docker update sets no positive literal --pids-limit N)" if c["name"] in commands else ""))
         lines.append(f"{c['name']}: " + ", ".join(notes))
     return lines
 
