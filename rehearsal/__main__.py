@@ -172,7 +172,9 @@ class Rehearsal:
         self.step("ssh hardened", self._ssh_hardened)
         self.step("engine enforces declared limits",
                   lambda: checks.enforced(self.api, self.docker, stack, vps))
-        self.step("pids limit (fork bomb)", lambda: checks.fork_bombs(self.api, self.docker, stack))
+        self.step("pids limit (fork bomb)", lambda: checks.fork_bombs(
+            self.api, self.docker, stack, lambda port: checks.probe(
+                vps, vps.internet.enter(), "udp", vps.address, str(port), "5", timeout=15)))
         self.step("live-restore", lambda: checks.live_restore(
             self.api, stack, vps, self._restart_docker))
         cron = self.step("cron files parse", self._cron_files)

@@ -7,6 +7,7 @@ is printed so the reader sees what was not exercised.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import http.server
 import json
@@ -18,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from rehearsal.apply import CONTAINER, DockerApi
 from rehearsal.engine import RehearsalError, wait_for
@@ -25,6 +27,14 @@ from rehearsal.vps import Vps
 from tools.render import RenderedStack, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
+# The policy pack is imported the way tools/policy_check.py imports it (its own directory on
+# sys.path): the rehearsal reads the pids-limit contract with the pack's own parser, so what
+# the pack accepts at preview and what the rehearsal proves on the engine cannot drift apart.
+if str(ROOT / "policies") not in sys.path:
+    sys.path.insert(0, str(ROOT / "policies"))
+from jamjam_policies.hardening import pids_limits  # noqa: E402
+
+REMOTE_COMMAND = "command:remote:Command"
 
 # Linux capability numbers (linux/capability.h), for reading CapEff.
 CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
@@ -159,19 +169,39 @@ class Declared:
     user: str
 
 
-def declared(inputs: dict, daemon: dict) -> Declared:
+def pids_commands(stack: RenderedStack) -> dict[str, int | None]:
+    """{container name: N} from every rendered command whose ``create`` runs
+    ``docker update --pids-limit N <name>`` (README "Hardening": pulumi-docker v5's Container
+    has no pids-limit input, so the library declares the limit on a command next to it).
+    None where a command names the container without a literal N."""
+    found: dict[str, int | None] = {}
+    for resource in stack.of_type(REMOTE_COMMAND):
+        create = reveal(resource.inputs).get("create")
+        if isinstance(create, str) and "update" in create:
+            for name, limit in pids_limits(create).items():
+                if limit is not None or name not in found:
+                    found[name] = limit
+    return found
+
+
+def declared(inputs: dict, daemon: dict, commands: dict[str, int | None] | None = None) -> Declared:
     caps = inputs.get("capabilities") or {}
     norm = lambda names: {n.upper().removeprefix("CAP_") for n in names or []}  # noqa: E731
     opts = [o.replace("=", ":") for o in inputs.get("securityOpts") or []]
     nnp = any(o in ("no-new-privileges", "no-new-privileges:true") for o in opts) or bool(
         daemon.get("no-new-privileges"))
-    pids = inputs.get("pidsLimit")
-    for u in inputs.get("ulimits") or []:
-        if u.get("name") == "nproc" and pids is None:
-            pids = int(u["hard"])
+    # The command runs after the container is created, so its N is what the engine ends up
+    # with; a provider input (pulumi-docker v5 has none) only where no command names it.
+    # ulimits' nproc is no pids limit: it counts the uid's processes on the whole host and
+    # root ignores it, so it is not read as one.
+    pids = (commands or {}).get(inputs.get("name", ""))
+    if pids is None and inputs.get("pidsLimit") is not None:
+        pids = int(inputs["pidsLimit"])
+    if pids is not None and pids < 1:
+        pids = None   # 0 or -1 is Docker's "unlimited": nothing to prove
     memory = int(inputs["memory"]) * 1024 * 1024 if inputs.get("memory") else None
-    return Declared(norm(caps.get("drops")), norm(caps.get("adds")), nnp, memory,
-                    int(pids) if pids is not None else None, inputs.get("user") or "")
+    return Declared(norm(caps.get("drops")), norm(caps.get("adds")), nnp, memory, pids,
+                    inputs.get("user") or "")
 
 
 def daemon_config(vps: Vps | None) -> dict:
@@ -188,9 +218,10 @@ def daemon_config(vps: Vps | None) -> dict:
 
 def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps | None) -> list[str]:
     daemon = daemon_config(vps)
+    commands = pids_commands(stack)
     lines = []
     for c in containers(stack):
-        want = declared(c, daemon)
+        want = declared(c, daemon, commands)
         status = docker("exec", c["name"], "cat", "/proc/1/status").stdout.decode()
         field = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         cap_eff = int(field["CapEff"].strip(), 16)
@@ -224,38 +255,128 @@ def enforced(api: DockerApi, docker, stack: RenderedStack, vps: Vps | None) -> l
         else:
             notes.append("memory limit not declared")
         if want.pids is not None:
-            seen = host.get("PidsLimit") or next(
-                (u["Hard"] for u in host.get("Ulimits") or [] if u["Name"] == "nproc"), None)
+            seen = host.get("PidsLimit")
             if seen != want.pids:
-                raise RehearsalError(f"{c['name']}: pids limit {seen} in docker inspect, declared {want.pids}")
+                shown = seen if seen and seen > 0 else f"{seen} (unlimited)"
+                raise RehearsalError(f"{c['name']}: HostConfig.PidsLimit {shown} in docker inspect, "
+                                     f"declared {want.pids} (docker update --pids-limit)")
             notes.append(f"pids {want.pids}")
         else:
-            notes.append("pids limit not declared")
+            notes.append("pids limit not declared" + (
+                " (its docker update sets no positive literal --pids-limit N)" if c["name"] in commands else ""))
         lines.append(f"{c['name']}: " + ", ".join(notes))
     return lines
 
 
-def fork_bombs(api: DockerApi, docker, stack: RenderedStack) -> list[str]:
-    """Where a pids limit is declared: a fork bomb in that container stops at it and every
-    other container stays healthy."""
-    lines = []
-    all_names = [c["name"] for c in containers(stack)]
-    for c in containers(stack):
-        want = declared(c, {})
-        if want.pids is None:
-            lines.append(f"{c['name']}: pids limit not declared, no fork bomb")
+# How long the bomb keeps its container at the limit: long enough to run every neighbour's
+# healthcheck and a UDP probe (up to 5 s) while it sits there.
+FORK_HOLD = 10
+FORKBOMB = re.compile(r"forked (\d+) of (\d+): (.*) \(errno (\d+)\); pids\.current (\S+) pids\.max (\S+)")
+
+
+def _healthcheck_argv(inputs: dict) -> list[str] | None:
+    tests = list((inputs.get("healthcheck") or {}).get("tests") or [])
+    if tests[:1] == ["CMD"] and len(tests) > 1:
+        return tests[1:]
+    if tests[:1] == ["CMD-SHELL"] and len(tests) > 1:
+        return ["sh", "-c", tests[1]]
+    return None
+
+
+def fork_bombs(api: DockerApi, docker, stack: RenderedStack,
+               udp_probe: Callable[[int], bool] | None = None) -> list[str]:
+    """A fork bomb in one container whose pids limit the plan declares (preferably one that
+    does not serve a UDP port): its forks must fail with EAGAIN at its pids cgroup's limit
+    (pids.max N, pids.current never above N), and while it holds the limit every other
+    container passes its own rendered healthcheck (run now, by `docker exec`, which must fork
+    in there) and every published UDP port echoes (``udp_probe(port)``, from the internet).
+    Then the bombed container passes its healthcheck again and nobody is unhealthy."""
+    commands = pids_commands(stack)
+    every = containers(stack)
+    limits = {c["name"]: declared(c, {}, commands).pids for c in every}
+    lines = [f"{n}: pids limit not declared, no fork bomb" for n, v in limits.items() if v is None]
+    limited = [c for c in every if limits[c["name"]] is not None]
+    if not limited:
+        return lines + ["no container declares a pids limit: no fork bomb run"]
+    udp = {c["name"]: [int(p["external"]) for p in c.get("ports") or []
+                       if p.get("protocol") == "udp" and p.get("external") is not None]
+           for c in every}
+    # A bomb next to the UDP server, so the echo answering is a neighbour's health, not luck.
+    target = min(limited, key=lambda c: (bool(udp[c["name"]]), c["name"]))
+    name, limit = target["name"], limits[target["name"]]
+    others = [c for c in every if c["name"] != name]
+    done: dict[str, Any] = {}
+
+    def bomb() -> None:
+        try:
+            done["out"] = docker("exec", name, "forkbomb", str(limit * 4), str(FORK_HOLD),
+                                 check=False, timeout=FORK_HOLD + 60)
+        except RehearsalError as err:
+            done["error"] = err
+
+    thread = threading.Thread(target=bomb, daemon=True)
+    thread.start()
+    # Forking up to a few hundred processes takes well under a second; the hold is 10 s.
+    time.sleep(2)
+    problems, watched = [], []
+    for c in others:
+        argv = _healthcheck_argv(c)
+        if argv is None:
             continue
-        out = docker("exec", c["name"], "forkbomb", str(want.pids * 4), check=False, timeout=120)
-        text = out.stdout.decode().strip()
-        match = re.search(r"forked (\d+) of", text)
-        if not match or int(match.group(1)) >= want.pids or "no limit hit" in text:
-            raise RehearsalError(f"{c['name']}: fork bomb not stopped by the pids limit {want.pids}: {text}")
-        time.sleep(1)
-        for other in all_names:
-            state = health(api, other)
-            if state not in ("healthy", "running (no healthcheck)"):
-                raise RehearsalError(f"after the fork bomb in {c['name']}, {other} is {state}")
-        lines.append(f"{c['name']}: fork bomb stopped at {match.group(1)} (limit {want.pids}), others healthy")
+        try:
+            ran = docker("exec", c["name"], *argv, check=False, timeout=FORK_HOLD)
+            if ran.returncode != 0:
+                problems.append(f"{c['name']}'s healthcheck exited {ran.returncode}")
+        except RehearsalError as err:
+            problems.append(f"{c['name']}'s healthcheck: {err}")
+        watched.append(c["name"])
+    echoed = []
+    for c in others:
+        for port in udp[c["name"]]:
+            if udp_probe is None:
+                continue
+            if udp_probe(port):
+                echoed.append(f"{port}/udp")
+            else:
+                problems.append(f"{port}/udp ({c['name']}) did not echo")
+    held = thread.is_alive()
+    thread.join(FORK_HOLD + 90)
+    if "error" in done:
+        raise RehearsalError(f"fork bomb in {name}: {done['error']}")
+    out = done["out"]
+    text = (out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")).strip()
+    m = FORKBOMB.search(text)
+    if not m or int(m.group(4)) != errno.EAGAIN:
+        raise RehearsalError(f"{name}: fork bomb not stopped by the pids limit {limit}: "
+                             f"{text[:300] or 'no output'}")
+    made, current, cg_max = int(m.group(1)), m.group(5), m.group(6)
+    if cg_max != str(limit):
+        raise RehearsalError(f"{name}: forks failed with EAGAIN but its pids cgroup has pids.max "
+                             f"{cg_max}, declared {limit}: the limit that stopped it is not the declared one")
+    if made >= limit:
+        raise RehearsalError(f"{name}: fork bomb not stopped by the pids limit {limit}: {text[:300]}")
+    if not current.isdigit() or int(current) > limit:
+        raise RehearsalError(f"{name}: pids.current {current} when fork failed, above the limit {limit}")
+    if problems:
+        raise RehearsalError(f"while {name} sat at its pids limit: " + "; ".join(problems))
+    if not held:
+        raise RehearsalError(f"the fork bomb in {name} let go before its neighbours were checked "
+                             f"(hold {FORK_HOLD} s): nothing was proven about them")
+    for other in [c["name"] for c in others]:
+        state = health(api, other)
+        if state not in ("healthy", "running (no healthcheck)"):
+            raise RehearsalError(f"after the fork bomb in {name}, {other} is {state}")
+    # Docker's own healthcheck of the bombed container may have failed during the hold (it
+    # could not fork in there either); it must recover under its own rendered schedule.
+    wait_for(lambda: health(api, name) in ("healthy", "running (no healthcheck)"),
+             health_deadline(target), f"{name} healthy again after the fork bomb")
+    lines.insert(0, (
+        f"{name}: fork bomb stopped by the pids limit: {made} forks then EAGAIN at pids.current "
+        f"{current} = pids.max {cg_max} (declared {limit}), held {FORK_HOLD} s; meanwhile "
+        + (", ".join(watched) + " passed their healthchecks" if watched else "no neighbour has a healthcheck")
+        + (f", {', '.join(echoed)} echoed" if echoed else
+           (", UDP not probed" if udp_probe is None and any(udp.values()) else ""))
+        + f"; {name} healthy again"))
     return lines
 
 

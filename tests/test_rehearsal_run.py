@@ -33,11 +33,16 @@ def test_a_whole_rehearsal_passes_and_leaves_nothing(stack):
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     summary = out[out.index(f"\nrehearsal of stack {stack}\n"):]
     for step in ("apply plan", "containers healthy", "stand-ins behave", "internet probes",
-                 "ssh hardened", "engine enforces declared limits", "cron files parse",
+                 "ssh hardened", "engine enforces declared limits", "pids limit (fork bomb)",
+                 "cron files parse",
                  "job effect: unhealthy container restarted", "job effect: alerts reached the webhook",
                  "re-apply unchanged", "replace image pin", "destroy", "clean up"):
         assert re.search(rf"^{re.escape(step)} +[\d.]+  ok ", summary, re.M), (step, summary)
     assert "FAIL" not in summary
+    # The pids limit is declared by a command, not a container input: proven, not "not declared".
+    assert "pids limit not declared" not in out
+    assert re.search(r"^   \S+: fork bomb stopped by the pids limit: \d+ forks then EAGAIN .* echoed",
+                     out, re.M), out[-4000:]
     assert leftovers(_tag(out)) == []
 
 
