@@ -94,14 +94,18 @@ class Operations(pulumi.ComponentResource):
 
     def _os_updates(self, name: str, args: OperationsArgs,
                     after: pulumi.ResourceOptions) -> None:
+        files = []
         for source, path in _UPGRADE_FILES.items():
             content = (read_file(f"{_UPGRADES}/{source}")
                        .replace("@AUTOMATIC_REBOOT@",
                                 "true" if args.os_updates_reboot else "false")
                        .replace("@REBOOT_TIME@", MAINTENANCE_REBOOT_TIME))
-            remote_file(f"{name}-upgrades-{source.split('-')[0]}", args.connection, path,
-                        content, mode="0644", opts=after)
+            files.append(remote_file(f"{name}-upgrades-{source.split('-')[0]}", args.connection,
+                                     path, content, mode="0644", opts=after))
         # apt reads its settings afresh on every run, so a change to them needs no step here;
-        # a change to the script (the window) runs apply again.
+        # a change to the script (the window) runs apply again. After the settings: the script
+        # installs the package, whose first timer run must already see them; and removal runs
+        # the other way round, so the package goes only once its settings are gone.
         remote_script(f"{name}-os-updates", args.connection, "os-updates.sh", ["apply"],
-                      delete_args=["remove"], opts=after)
+                      delete_args=["remove"], opts=pulumi.ResourceOptions.merge(
+                          after, pulumi.ResourceOptions(depends_on=files)))
