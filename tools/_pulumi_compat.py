@@ -2,8 +2,9 @@
 
 The public SDK has no API for what the offline render and the settings check need: running a
 program function outside the engine, waiting on an Output from synchronous code, resetting the
-root stack resource between two renders in one process, the wire format of a secret, and whether
-a config value was stored encrypted. Each of these is a private name that an SDK upgrade may
+root stack resource between two renders in one process, the wire format of a secret, whether
+a config value was stored encrypted, and skipping the stack trace the SDK captures for every
+resource (a fifth of an offline render). Each of these is a private name that an SDK upgrade may
 move; importing them only here means such an upgrade touches this file alone, and the import
 below fails at once, naming the symbol, rather than deep inside a render.
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, TypeVar
 
+from pulumi.runtime import resource as _resource
 from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime.config import is_config_secret as _is_config_secret
 from pulumi.runtime.stack import run_pulumi_func as _run_pulumi_func
+from pulumi.runtime.proto import source_pb2 as _source_pb2
 from pulumi.runtime.sync_await import _sync_await
 
 T = TypeVar("T")
@@ -82,3 +85,33 @@ def deserialize_properties(struct: Any) -> Any:
         return value
 
     return wire(_rpc.deserialize_properties(struct, keep_unknowns=True))
+
+
+# Looked up now, so an SDK that renamed it fails at import, naming it, rather than the switch
+# below silently patching a name nothing calls any more.
+_CAPTURE_STACK_TRACE = _resource._get_stack_trace
+
+
+def set_source_positions(enabled: bool) -> None:
+    """Whether each resource registered from now on in this process carries the Python stack
+    trace (and the source position taken from it) of the code that declared it. Offline
+    renders turn it off.
+
+    The SDK walks the whole interpreter stack and turns every frame into a file URI for each
+    resource, so that the engine can point its UI and diagnostics at the line that declared
+    it. Under the mock monitor nothing reads them: they travel in the registration request's
+    ``sourcePosition`` and ``stackTrace`` fields, which are never part of a resource's inputs,
+    options or URN, so what a render records is the same with them or without. The real CLI
+    never turns it off (only tools/render.py does), so deployments keep their positions."""
+    _resource._get_stack_trace = (  # type: ignore[attr-defined]
+        _CAPTURE_STACK_TRACE if enabled else _no_stack_trace)
+
+
+def source_positions_enabled() -> bool:
+    """See :func:`set_source_positions`."""
+    return _resource._get_stack_trace is _CAPTURE_STACK_TRACE  # type: ignore[attr-defined]
+
+
+def _no_stack_trace() -> Any:
+    # What the SDK itself returns when it finds no user frame: an empty trace, no position.
+    return _source_pb2.StackTrace()

@@ -22,8 +22,10 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import runpy
 import sys
 import uuid
@@ -40,12 +42,26 @@ if str(ROOT) not in sys.path:
 import pulumi  # noqa: E402
 from pulumi.runtime.mocks import MockMonitor, Mocks, MockCallArgs, MockResourceArgs  # noqa: E402
 
+import jamjam_infra  # noqa: E402
 from tools import _pulumi_compat as compat  # noqa: E402
 
-# The SDKs just imported are a few million objects that live as long as the process. Frozen,
-# the collector stops walking them on every full collection a render triggers, which was half
-# of each render's time (bench/plan_speed.py).
+
+def _import_library() -> None:
+    """Import every module of the component library, and so the provider SDKs behind it
+    (pulumi_cloudflare alone is most of a plan's time), before the freeze below; a program
+    would import them during its first render."""
+    for module in pkgutil.iter_modules(jamjam_infra.__path__, f"{jamjam_infra.__name__}."):
+        importlib.import_module(module.name)
+
+
+_import_library()
+# What is alive now (the SDKs: a few hundred thousand objects, thousands of classes) lives as
+# long as the process. Frozen, the collector no longer walks it on each full collection during
+# a render (that was half of a render's time) nor frees it one object at a time when the
+# process exits (a third of a second; the OS takes the memory back in one go).
 gc.freeze()
+# Nothing here reads the stack trace the SDK captures for each resource (see the compat).
+compat.set_source_positions(False)
 
 SECRET_SIG = compat.SECRET_SIG
 SECRET_VALUE = compat.SECRET_VALUE
@@ -79,9 +95,14 @@ class ProjectError(Exception):
     """A project directory that cannot be rendered (no Pulumi.yaml, no such stack...)."""
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): the same documents, errors
+# and marks as the pure-Python one, at a tenth of the time.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -292,7 +313,10 @@ class _RecordingMonitor(MockMonitor):
 
 def stack_config(stack: str, project_dir: Path | str = ROOT) -> dict[str, Any]:
     """The ``config:`` map of Pulumi.<stack>.yaml."""
-    project = load_project(project_dir)
+    return _stack_config(load_project(project_dir), stack)
+
+
+def _stack_config(project: Project, stack: str) -> dict[str, Any]:
     path = project.dir / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise ProjectError(f"no stack file {path.name} in {project.dir}; stacks there: "
@@ -348,7 +372,7 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
     string, the secret keys, the stand-ins used as key -> shown value). See :func:`render`."""
     project = project or _JAMJAM
     namespace = project.name
-    raw = stack_config(stack, project.dir)
+    raw = _stack_config(project, stack)
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in raw.items():
