@@ -104,8 +104,10 @@ def _policy_settings(config: Mapping[str, Any] | None, policy: Any) -> tuple[str
 def check(stack_name: str, resources: Iterable[Any],
           config: Mapping[str, Any] | None = None) -> list[Violation]:
     """Every violation of the pack on ``resources`` (objects with type, name, urn, inputs,
-    parent, provider: tools.render.Resource), in pack order."""
-    resources = list(resources)
+    parent, provider: tools.render.Resource), in pack order, each rule's by resource URN."""
+    # The SDK registers independent resources in whatever order their inputs resolve; sorting
+    # here makes every report (plan, plan-examples, JSON) the same from run to run.
+    resources = sorted(resources, key=lambda resource: resource.urn)
     if config is not None:
         validate_pack_config(config, ALL_POLICIES)
     violations: list[Violation] = []
