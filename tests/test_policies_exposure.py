@@ -214,7 +214,7 @@ def test_the_offline_runner_tells_resource_rules_the_stack():
     from tools import policy_check
     config = {ALLOW: {"stackPublicPorts": {"test": ["22/tcp"]}}}
     found = policy_check.check("test", offline_resources(JAMJAM, "test"), config)
-    assert [(v.policy, v.resource.rsplit("::", 1)[1]) for v in found if v.policy == ALLOW] == [
-        (ALLOW, "jamjam-echo"), (ALLOW, "vps-firewall")]
+    assert sorted((v.policy, v.resource.rsplit("::", 1)[1]) for v in found
+                  if v.policy == ALLOW) == [(ALLOW, "jamjam-echo"), (ALLOW, "vps-firewall")]
     assert [v for v in policy_check.check("production", offline_resources(JAMJAM), config)
             if v.policy == ALLOW] == []
