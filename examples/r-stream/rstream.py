@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
+from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
+                                 postgres)
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
 from jamjam_infra.operations import OperationsArgs
@@ -106,17 +107,9 @@ class App:
 
 def app(config: Config) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("rstream-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="rstream-db-data", alias=DB_ALIAS,
+                  backup_job=BACKUP)
     redis = ContainerSpec(
         role="redis", name=REDIS, image=config.images["redis"], host=HOST,
         # A cache, not a store: no snapshot, no append-only file, so no volume to back up.

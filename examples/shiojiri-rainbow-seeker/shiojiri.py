@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, PostDeploy, Volume
+from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
+                                 postgres)
+from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
@@ -113,17 +114,9 @@ class App:
 
 def app(config: Config, images: S3Credentials) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("shiojiri-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="shiojiri-db-data", alias=DB_ALIAS,
+                  backup_job=BACKUP)
     # The API and the worker run the same image with the same environment.
     env = {
         "RAILS_ENV": "production",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, LogRotation,
-                                    PostDeploy, Volume)
+from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
+                                 postgres)
+from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
@@ -111,19 +111,9 @@ def generate_secrets() -> Secrets:
 
 
 def _db(config: Config, secrets: Secrets) -> ContainerSpec:
-    return ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": secrets.db_password},
-        volumes=(Volume("thinkring-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        logs=LOGS,
-        # The image's entrypoint starts as root, chowns the data directory and drops to the
-        # postgres user (gosu): those capabilities and no others.
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    return postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                    password=secrets.db_password, volume="thinkring-db-data", alias=DB_ALIAS,
+                    logs=LOGS, backup_job=BACKUP)
 
 
 def _backend(config: Config, secrets: Secrets) -> ContainerSpec:

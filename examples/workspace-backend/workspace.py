@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, LogRotation, Volume
+from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
+                                 postgres)
+from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import Operator, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
@@ -105,18 +106,9 @@ class App:
 
 def app(config: Config) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("workspace-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        logs=LOGS,
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="workspace-db-data", alias=DB_ALIAS,
+                  logs=LOGS, backup_job=BACKUP)
     tracker = ContainerSpec(
         role="tracker", name=TRACKER, image=config.images["tracker"], host=HOST,
         env={"ENV": "production", "PORT": str(TRACKER_PORT)},
