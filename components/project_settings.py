@@ -13,6 +13,18 @@ raised together before any resource is registered. Components never read config.
     images = config.images(("api", "db", "cloudflared"))
     operator = config.operator()
     config.done()
+
+A project with one public hostname reads those keys (and ``externalHealthChecks``) with
+:meth:`StackConfig.site`, into its own subclass of :class:`SiteConfig`:
+
+    @dataclass(frozen=True)
+    class Config(SiteConfig):
+        bucket: str
+
+    config = StackConfig()
+    result = Config(**config.site(("api", "db", "cloudflared"), "api.example.com"),
+                    bucket=config.bucket("bucket", "api-backups"))
+    config.done()
 """
 
 from __future__ import annotations
@@ -35,6 +47,8 @@ _IMAGE = re.compile(
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
+"""An R2 bucket name (S3's rules, without dots)."""
 _REQUIRED = object()
 
 
@@ -55,6 +69,28 @@ class Operator:
     zone_id: str
     ssh: SshArgs
     alert_webhook_url: pulumi.Output[str] | None
+
+    @property
+    def on_host(self) -> str:
+        """The ssh command line that runs what follows it on the stack's host, for the
+        operator checks a project exports."""
+        return f"ssh -p {self.ssh.port} {self.ssh.user}@{self.ssh.host}"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """What :meth:`StackConfig.site` reads: a project subclasses it with its own keys."""
+
+    stack: str
+    zone: str
+    hostname: str
+    images: dict[str, str]
+    external_checks: bool
+    operator: Operator
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.hostname}"
 
 
 class StackConfig:
@@ -203,6 +239,22 @@ class StackConfig:
                         host_key=ssh.get("hostKey")),
             alert_webhook_url=webhook,
         )
+
+    def bucket(self, key: str, example: str) -> str:
+        """A required R2 bucket name."""
+        return self.text(key, example, pattern=_BUCKET)
+
+    def site(self, roles: Iterable[str], hostname_example: str,
+             zone_example: str = "example.com") -> dict[str, Any]:
+        """The :class:`SiteConfig` fields, as keywords for a subclass: ``zone``, ``hostname``
+        (inside the zone), ``images.<role>`` for each role, ``externalHealthChecks`` (default
+        false) and the operator's keys."""
+        zone = self.zone(example=zone_example)
+        return {"stack": self.stack, "zone": zone,
+                "hostname": self.hostname("hostname", zone, hostname_example),
+                "images": self.images(roles),
+                "external_checks": self.flag("externalHealthChecks", False),
+                "operator": self.operator()}
 
     def done(self) -> None:
         if self._errors:

@@ -18,7 +18,7 @@ from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_ret
                                  postgres)
 from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
 from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
+from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -56,23 +56,12 @@ LOG_DAYS = 30
 MEMORY_ALERT_OVER = 79
 DISK_ALERT_OVER = 79
 ROLES = ("api", "db", "cloudflared")
-_BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
     backup_bucket: str
     image_bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
 
     @property
     def tunnel_name(self) -> str:
@@ -81,16 +70,10 @@ class Config:
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone(example="shiojiri-rainbow.app")
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "api.shiojiri-rainbow.app"),
-        images=config.images(ROLES),
-        backup_bucket=config.text("backupBucket", "shiojiri-rainbow-backups", pattern=_BUCKET),
-        image_bucket=config.text("imageBucket", "shiojiri-rainbow-images", pattern=_BUCKET),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        **config.site(ROLES, "api.shiojiri-rainbow.app", zone_example="shiojiri-rainbow.app"),
+        backup_bucket=config.bucket("backupBucket", "shiojiri-rainbow-backups"),
+        image_bucket=config.bucket("imageBucket", "shiojiri-rainbow-images"),
     )
     config.done()
     return result
@@ -203,8 +186,7 @@ def operations(config: Config, connection: command.remote.ConnectionArgs,
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
+    on_host = config.operator.on_host
     return [
         f"curl -fsS {config.url}{HEALTH_PATH}",
         f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",

@@ -17,7 +17,7 @@ from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_ret
                                  postgres)
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
 from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
+from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -62,18 +62,8 @@ ROLES = ("frontend", "backend", "db", "cloudflared")
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
     bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
 
     @property
     def tunnel_name(self) -> str:
@@ -82,15 +72,9 @@ class Config:
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone()
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "thinkring.example.com"),
-        images=config.images(ROLES),
-        bucket=config.text("bucket", "thinkring-backups", pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        **config.site(ROLES, "thinkring.example.com"),
+        bucket=config.bucket("bucket", "thinkring-backups"),
     )
     config.done()
     return result
@@ -226,8 +210,7 @@ def operations(config: Config, connection: command.remote.ConnectionArgs,
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
+    on_host = config.operator.on_host
     return [
         f"curl -fsS {config.url}{HEALTH_PATH}",
         f"curl -fsSI {config.url}/",

@@ -14,7 +14,7 @@ from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_ret
                                  postgres)
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
 from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
+from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -58,20 +58,10 @@ ROLES = ("tracker", "bot", "db", "cloudflared")
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
     twitch_client_id: str
     twitch_client_secret: pulumi.Output[str]
     bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
 
     @property
     def tunnel_name(self) -> str:
@@ -80,18 +70,11 @@ class Config:
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone()
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "work-tracker.example.com"),
-        images=config.images(ROLES),
+        **config.site(ROLES, "work-tracker.example.com"),
         twitch_client_id=config.text("twitchClientId", "<client id from dev.twitch.tv>"),
         twitch_client_secret=config.secret("twitchClientSecret", "<client secret>"),
-        bucket=config.text("bucket", "workspace-backend-backups",
-                           pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        bucket=config.bucket("bucket", "workspace-backend-backups"),
     )
     config.done()
     return result
@@ -183,8 +166,7 @@ def operations(config: Config, connection: command.remote.ConnectionArgs,
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
+    on_host = config.operator.on_host
     return [
         f"curl -fsS {config.url}{HEALTH_PATH}",
         f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
