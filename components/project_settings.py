@@ -19,6 +19,7 @@ A project with one public hostname reads those keys (and ``externalHealthChecks`
 
     @dataclass(frozen=True)
     class Config(SiteConfig):
+        project = "api"
         bucket: str
 
     config = StackConfig()
@@ -33,11 +34,14 @@ import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import pulumi
+import pulumi_command as command
 
 from jamjam_infra.host import SshArgs
+from jamjam_infra.operations import OperationsArgs
+from jamjam_infra.r2_store import BUCKET_NAME, R2StoreArgs, Retention, rclone_config_path
 
 # name[:tag][@sha256:digest], a tag or a digest required: a deploy is reproducible and a
 # rollback is one config change.
@@ -47,8 +51,6 @@ _IMAGE = re.compile(
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
-"""An R2 bucket name (S3's rules, without dots)."""
 _REQUIRED = object()
 
 
@@ -88,9 +90,35 @@ class SiteConfig:
     external_checks: bool
     operator: Operator
 
+    project: ClassVar[str]
+    """The subclass's short name: tunnels and R2 tokens are named ``<project>-<stack>...``."""
+
     @property
     def url(self) -> str:
         return f"https://{self.hostname}"
+
+    @property
+    def tunnel_name(self) -> str:
+        return f"{self.project}-{self.stack}"
+
+    def store(self, bucket: str, purpose: str,
+              connection: command.remote.ConnectionArgs | None = None,
+              host_ready: pulumi.Resource | None = None,
+              retention: Sequence[Retention] = ()) -> R2StoreArgs:
+        """A bucket in the operator's account with its own token ``<tunnel name>-<purpose>``;
+        with a connection, the host gets the bucket's rclone config."""
+        return R2StoreArgs(
+            account_id=self.operator.account_id, bucket=bucket,
+            token_name=f"{self.tunnel_name}-{purpose}", connection=connection,
+            host_ready=host_ready,
+            config_path=rclone_config_path(bucket) if connection is not None else None,
+            retention=retention)
+
+    def operations(self, connection: command.remote.ConnectionArgs,
+                   host_ready: pulumi.Resource, **options: Any) -> OperationsArgs:
+        """The host's operations jobs, alerting to the operator's webhook (if set)."""
+        return OperationsArgs(stack=self.stack, connection=connection, host_ready=host_ready,
+                              webhook_url=self.operator.alert_webhook_url, **options)
 
 
 class StackConfig:
@@ -242,7 +270,7 @@ class StackConfig:
 
     def bucket(self, key: str, example: str) -> str:
         """A required R2 bucket name."""
-        return self.text(key, example, pattern=_BUCKET)
+        return self.text(key, example, pattern=BUCKET_NAME.pattern)
 
     def site(self, roles: Iterable[str], hostname_example: str,
              zone_example: str = "example.com") -> dict[str, Any]:

@@ -9,7 +9,7 @@ the jamjam_infra library.
 import pulumi
 
 import rstream
-from jamjam_infra.backup import Backup
+from jamjam_infra.backup import Backup, BackupArgs
 from jamjam_infra.dir_sync import DirSync
 from jamjam_infra.host import Host, HostArgs
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
@@ -38,8 +38,9 @@ ops = Operations("ops", rstream.operations(config, vps.connection, vps.ready))
 offsite = R2Store("offsite", rstream.store(config, app, vps.connection, vps.ready))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=rstream.CONTAINER_LOG_PREFIX))
-backup = Backup("db-backup", rstream.backup(config, app, vps.connection, vps.ready, offsite,
-                                            after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=rstream.BACKUP_SETS, drill=rstream.DRILL, store=offsite,
+    connection=vps.connection, host_ready=vps.ready, after=[ops]))
 media = DirSync("media", rstream.sync(config, vps.connection, vps.ready, offsite, after=[ops]))
 
 pulumi.export("url", config.url)

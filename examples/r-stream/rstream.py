@@ -16,13 +16,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
-                                 postgres)
+from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, rclone_config_path
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -65,11 +64,8 @@ ROLES = ("server", "db", "redis", "cloudflared")
 
 @dataclass(frozen=True)
 class Config(SiteConfig):
+    project = "rstream"
     bucket: str
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"rstream-{self.stack}"
 
 
 def load() -> Config:
@@ -151,22 +147,12 @@ SYNCED = (
 def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
           host_ready: pulumi.Resource) -> R2StoreArgs:
     """rstream-backups: dumps, synced folders and logs, each prefix with its retention."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.bucket,
-        token_name=f"rstream-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
+    return config.store(
+        config.bucket, "offsite", connection, host_ready,
         retention=[*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
                    *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
                    Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)],
     )
-
-
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
 
 
 def sync(config: Config, connection: command.remote.ConnectionArgs,
@@ -178,13 +164,12 @@ def sync(config: Config, connection: command.remote.ConnectionArgs,
 
 def operations(config: Config, connection: command.remote.ConnectionArgs,
                host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url)
+    return config.operations(connection, host_ready)
 
 
 def operator_checks(config: Config) -> list[str]:
     on_host = config.operator.on_host
-    rclone = f"{on_host} sudo rclone --config /etc/jamjam/rclone-{config.bucket}.conf"
+    rclone = f"{on_host} sudo rclone --config {rclone_config_path(config.bucket)}"
     return [
         f"curl -sSI {config.url}/",
         f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",

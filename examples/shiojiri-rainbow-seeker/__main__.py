@@ -9,7 +9,7 @@ in the jamjam_infra library.
 import pulumi
 
 import shiojiri
-from jamjam_infra.backup import Backup
+from jamjam_infra.backup import Backup, BackupArgs
 from jamjam_infra.host import Host, HostArgs
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
@@ -38,8 +38,9 @@ ops = Operations("ops", shiojiri.operations(config, vps.connection, vps.ready))
 offsite = R2Store("offsite", shiojiri.backup_store(config, app, vps.connection, vps.ready))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=shiojiri.LOG_PREFIX))
-backup = Backup("db-backup", shiojiri.backup(config, app, vps.connection, vps.ready, offsite,
-                                             after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=shiojiri.BACKUP_SETS, drill=shiojiri.DRILL, store=offsite,
+    connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
-                                 postgres)
+from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
+from jamjam_infra.r2_store import R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -60,12 +59,9 @@ ROLES = ("api", "db", "cloudflared")
 
 @dataclass(frozen=True)
 class Config(SiteConfig):
+    project = "shiojiri-rainbow-seeker"
     backup_bucket: str
     image_bucket: str
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"shiojiri-rainbow-seeker-{self.stack}"
 
 
 def load() -> Config:
@@ -82,10 +78,7 @@ def load() -> Config:
 def image_store(config: Config) -> R2StoreArgs:
     """The bucket the API keeps uploaded images in: no lifecycle rule (kept for ever), no host
     config (only the API writes to it)."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.image_bucket,
-        token_name=f"shiojiri-rainbow-seeker-{config.stack}-images",
-        connection=None, host_ready=None, config_path=None)
+    return config.store(config.image_bucket, "images")
 
 
 @dataclass(frozen=True)
@@ -161,28 +154,16 @@ def routes(config: Config, specs: App) -> list[Route]:
 
 def backup_store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
                  host_ready: pulumi.Resource) -> R2StoreArgs:
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.backup_bucket,
-        token_name=f"shiojiri-rainbow-seeker-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.backup_bucket}.conf",
+    return config.store(
+        config.backup_bucket, "offsite", connection, host_ready,
         retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
     )
 
 
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
-
-
 def operations(config: Config, connection: command.remote.ConnectionArgs,
                host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url,
-                          disk_alert_percent=DISK_ALERT_OVER,
-                          memory_alert_percent=MEMORY_ALERT_OVER)
+    return config.operations(connection, host_ready, disk_alert_percent=DISK_ALERT_OVER,
+                             memory_alert_percent=MEMORY_ALERT_OVER)
 
 
 def operator_checks(config: Config) -> list[str]:

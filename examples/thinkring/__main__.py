@@ -8,7 +8,7 @@ building blocks in the jamjam_infra library.
 import pulumi
 
 import thinkring
-from jamjam_infra.backup import Backup
+from jamjam_infra.backup import Backup, BackupArgs
 from jamjam_infra.host import Host, HostArgs
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
@@ -37,8 +37,9 @@ ops = Operations("ops", thinkring.operations(config, vps.connection, vps.ready))
 offsite = R2Store("offsite", thinkring.store(config, app, vps.connection, vps.ready))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=thinkring.LOG_PREFIX))
-backup = Backup("db-backup", thinkring.backup(config, app, vps.connection, vps.ready, offsite,
-                                              after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=thinkring.BACKUP_SETS, drill=thinkring.DRILL, store=offsite,
+    connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

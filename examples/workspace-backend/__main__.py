@@ -9,7 +9,7 @@ in the jamjam_infra library.
 import pulumi
 
 import workspace
-from jamjam_infra.backup import Backup
+from jamjam_infra.backup import Backup, BackupArgs
 from jamjam_infra.host import Host, HostArgs
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
@@ -37,8 +37,9 @@ ops = Operations("ops", workspace.operations(config, vps.connection, vps.ready))
 offsite = R2Store("offsite", workspace.store(config, app, vps.connection, vps.ready))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=workspace.LOG_PREFIX))
-backup = Backup("db-backup", workspace.backup(config, app, vps.connection, vps.ready, offsite,
-                                              after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=workspace.BACKUP_SETS, drill=workspace.DRILL, store=offsite,
+    connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import (BackupArgs, BackupSet, RestoreDrill, backup_retention,
-                                 postgres)
+from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.r2_store import R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -59,13 +58,10 @@ ROLES = ("tracker", "bot", "db", "cloudflared")
 
 @dataclass(frozen=True)
 class Config(SiteConfig):
+    project = "workspace-backend"
     twitch_client_id: str
     twitch_client_secret: pulumi.Output[str]
     bucket: str
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"workspace-backend-{self.stack}"
 
 
 def load() -> Config:
@@ -141,28 +137,16 @@ def routes(config: Config, specs: App) -> list[Route]:
 def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
           host_ready: pulumi.Resource) -> R2StoreArgs:
     """One bucket for the off-site dumps and the container logs."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.bucket,
-        token_name=f"workspace-backend-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
+    return config.store(
+        config.bucket, "offsite", connection, host_ready,
         retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
     )
 
 
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
-
-
 def operations(config: Config, connection: command.remote.ConnectionArgs,
                host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url,
-                          disk_alert_percent=DISK_ALERT_OVER,
-                          memory_alert_percent=MEMORY_ALERT_OVER)
+    return config.operations(connection, host_ready, disk_alert_percent=DISK_ALERT_OVER,
+                             memory_alert_percent=MEMORY_ALERT_OVER)
 
 
 def operator_checks(config: Config) -> list[str]:
