@@ -39,9 +39,11 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.host import SshArgs
+from jamjam_infra.container import ContainerSpec
+from jamjam_infra.host import HostArgs, SshArgs
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.r2_store import BUCKET_NAME, R2StoreArgs, Retention, rclone_config_path
+from jamjam_infra.tunnel import ExternalCheck, Route, TunnelArgs
 
 # name[:tag][@sha256:digest], a tag or a digest required: a deploy is reproducible and a
 # rollback is one config change.
@@ -100,6 +102,20 @@ class SiteConfig:
     @property
     def tunnel_name(self) -> str:
         return f"{self.project}-{self.stack}"
+
+    def external(self, check: ExternalCheck) -> ExternalCheck | None:
+        """A route's check from outside, if ``externalHealthChecks`` turned them on."""
+        return check if self.external_checks else None
+
+    def tunnel(self, routes: Sequence[Route]) -> TunnelArgs:
+        """The stack's tunnel in the operator's account and zone."""
+        return TunnelArgs(account_id=self.operator.account_id, zone_id=self.operator.zone_id,
+                          tunnel_name=self.tunnel_name, routes=routes)
+
+    def host(self, network: str, containers: Sequence[ContainerSpec]) -> HostArgs:
+        """The operator's VPS, running ``containers`` on the bridge ``network``."""
+        return HostArgs(ssh=self.operator.ssh, stack=self.stack, network=network,
+                        containers=containers)
 
     def store(self, bucket: str, purpose: str,
               connection: command.remote.ConnectionArgs | None = None,

@@ -19,7 +19,6 @@ import pulumi_command as command
 from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
-from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, rclone_config_path
 from jamjam_infra.secrets import generated_secret
@@ -130,7 +129,7 @@ def routes(config: Config, specs: App) -> list[Route]:
     # WebSocket upgrades pass through the tunnel like any request.
     check = ExternalCheck(path="/", expected_codes=("2xx", "3xx", "4xx"))
     return [Route(name="live", hostname=config.hostname, origin=specs.server.origin(SERVER_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
 SYNCED = (
@@ -161,10 +160,6 @@ def sync(config: Config, connection: command.remote.ConnectionArgs,
     return DirSyncArgs(stack=config.stack, dirs=SYNCED, store=offsite, schedule=SYNC_SCHEDULE,
                        connection=connection, host_ready=host_ready, after=after)
 
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return config.operations(connection, host_ready)
 
 
 def operator_checks(config: Config) -> list[str]:

@@ -16,7 +16,6 @@ import pulumi_command as command
 
 from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
-from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
@@ -149,7 +148,7 @@ def containers(config: Config, specs: App,
 def routes(config: Config, specs: App) -> list[Route]:
     check = ExternalCheck(path=HEALTH_PATH, expected_codes=("2xx",))
     return [Route(name="api", hostname=config.hostname, origin=specs.api.origin(API_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
 def backup_store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
@@ -159,11 +158,6 @@ def backup_store(config: Config, specs: App, connection: command.remote.Connecti
         retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
     )
 
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return config.operations(connection, host_ready, disk_alert_percent=DISK_ALERT_OVER,
-                             memory_alert_percent=MEMORY_ALERT_OVER)
 
 
 def operator_checks(config: Config) -> list[str]:

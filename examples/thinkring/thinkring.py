@@ -15,7 +15,6 @@ import pulumi_command as command
 
 from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
-from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
@@ -175,7 +174,7 @@ def routes(config: Config, specs: App) -> list[Route]:
     return [
         Route(name="api", hostname=config.hostname, path=API_PATH,
               origin=specs.backend.origin(BACKEND_PORT),
-              check=api_check if config.external_checks else None),
+              check=config.external(api_check)),
         Route(name="web", hostname=config.hostname, origin=specs.frontend.origin(FRONTEND_PORT)),
     ]
 
@@ -188,10 +187,6 @@ def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
         retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
     )
 
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return config.operations(connection, host_ready)
 
 
 def operator_checks(config: Config) -> list[str]:

@@ -12,7 +12,6 @@ import pulumi_command as command
 
 from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
-from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2StoreArgs, Retention
 from jamjam_infra.secrets import generated_secret
@@ -131,7 +130,7 @@ def routes(config: Config, specs: App) -> list[Route]:
                           consecutive_fails=2)
     return [Route(name="tracker", hostname=config.hostname,
                   origin=specs.tracker.origin(TRACKER_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
 def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
@@ -142,11 +141,6 @@ def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
         retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
     )
 
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return config.operations(connection, host_ready, disk_alert_percent=DISK_ALERT_OVER,
-                             memory_alert_percent=MEMORY_ALERT_OVER)
 
 
 def operator_checks(config: Config) -> list[str]:
