@@ -103,6 +103,13 @@ class SiteConfig:
     def tunnel_name(self) -> str:
         return f"{self.project}-{self.stack}"
 
+    def operator_checks(self, probes: Sequence[str], on_host: Sequence[str]) -> list[str]:
+        """Commands the operator runs after an apply: ``probes`` from anywhere, then the
+        stack's containers (the library's ``jamjam.stack`` label) and ``on_host`` over ssh."""
+        ssh = self.operator.on_host
+        return [*probes, f"{ssh} docker ps --filter label=jamjam.stack={self.stack}",
+                *(f"{ssh} {line}" for line in on_host)]
+
     def external(self, check: ExternalCheck) -> ExternalCheck | None:
         """A route's check from outside, if ``externalHealthChecks`` turned them on."""
         return check if self.external_checks else None

@@ -163,11 +163,8 @@ def sync(config: Config, connection: command.remote.ConnectionArgs,
 
 
 def operator_checks(config: Config) -> list[str]:
-    on_host = config.operator.on_host
-    rclone = f"{on_host} sudo rclone --config {rclone_config_path(config.bucket)}"
-    return [
-        f"curl -sSI {config.url}/",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{rclone} lsd r2:{config.bucket}",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-sync-recordings",
-    ]
+    rclone = f"sudo rclone --config {rclone_config_path(config.bucket)}"
+    return config.operator_checks(
+        [f"curl -sSI {config.url}/"],
+        [f"{rclone} lsd r2:{config.bucket}",
+         f"sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-sync-recordings"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
+from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
 from jamjam_infra.project_settings import SiteConfig, StackConfig
 from jamjam_infra.r2_store import R2StoreArgs, Retention
@@ -190,11 +190,7 @@ def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
 
 
 def operator_checks(config: Config) -> list[str]:
-    on_host = config.operator.on_host
-    return [
-        f"curl -fsS {config.url}{HEALTH_PATH}",
-        f"curl -fsSI {config.url}/",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill",
-    ]
+    return config.operator_checks(
+        [f"curl -fsS {config.url}{HEALTH_PATH}", f"curl -fsSI {config.url}/"],
+        [f"sudo ls -l {BACKUP_DIR}/{BACKUP}/daily/",
+         f"sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill"])
