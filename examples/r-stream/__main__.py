@@ -26,7 +26,8 @@ vps = Host(rstream.HOST, config.host(
     rstream.NETWORK, rstream.containers(config, app, tunnel_token=tunnel.token)))
 
 ops = Operations("ops", config.operations(vps.connection, vps.ready))
-offsite = R2Store("offsite", rstream.store(config, app, vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=rstream.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=rstream.CONTAINER_LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(

@@ -20,7 +20,7 @@ from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postg
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
 from jamjam_infra.project_settings import SiteConfig, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, rclone_config_path
+from jamjam_infra.r2_store import R2Store, Retention, rclone_config_path
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -143,15 +143,11 @@ SYNCED = (
 )
 
 
-def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-          host_ready: pulumi.Resource) -> R2StoreArgs:
+def retention(specs: App) -> list[Retention]:
     """rstream-backups: dumps, synced folders and logs, each prefix with its retention."""
-    return config.store(
-        config.bucket, "offsite", connection, host_ready,
-        retention=[*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
-                   *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
-                   Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)],
-    )
+    return [*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
+            *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
+            Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)]
 
 
 def sync(config: Config, connection: command.remote.ConnectionArgs,
@@ -159,7 +155,6 @@ def sync(config: Config, connection: command.remote.ConnectionArgs,
          after: list[pulumi.Resource]) -> DirSyncArgs:
     return DirSyncArgs(stack=config.stack, dirs=SYNCED, store=offsite, schedule=SYNC_SCHEDULE,
                        connection=connection, host_ready=host_ready, after=after)
-
 
 
 def operator_checks(config: Config) -> list[str]:

@@ -28,7 +28,8 @@ vps = Host(shiojiri.HOST, config.host(
 ops = Operations("ops", config.operations(vps.connection, vps.ready,
                                           disk_alert_percent=shiojiri.DISK_ALERT_OVER,
                                           memory_alert_percent=shiojiri.MEMORY_ALERT_OVER))
-offsite = R2Store("offsite", shiojiri.backup_store(config, app, vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.backup_bucket, "offsite", vps.connection,
+                                          vps.ready, retention=shiojiri.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=shiojiri.LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(

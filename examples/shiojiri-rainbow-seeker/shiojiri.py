@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
 from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
@@ -151,13 +150,9 @@ def routes(config: Config, specs: App) -> list[Route]:
                   check=config.external(check))]
 
 
-def backup_store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-                 host_ready: pulumi.Resource) -> R2StoreArgs:
-    return config.store(
-        config.backup_bucket, "offsite", connection, host_ready,
-        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
-    )
-
+def retention(specs: App) -> list[Retention]:
+    """The backup bucket, by prefix: the dumps and the container logs."""
+    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:

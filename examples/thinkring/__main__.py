@@ -25,7 +25,8 @@ vps = Host(thinkring.HOST, config.host(
     thinkring.NETWORK, thinkring.containers(config, app, tunnel_token=tunnel.token)))
 
 ops = Operations("ops", config.operations(vps.connection, vps.ready))
-offsite = R2Store("offsite", thinkring.store(config, app, vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=thinkring.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=thinkring.LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(

@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
 from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
 from jamjam_infra.project_settings import SiteConfig, StackConfig
-from jamjam_infra.r2_store import R2StoreArgs, Retention
+from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -179,14 +178,9 @@ def routes(config: Config, specs: App) -> list[Route]:
     ]
 
 
-def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-          host_ready: pulumi.Resource) -> R2StoreArgs:
-    """One bucket for the off-site dumps and the container logs."""
-    return config.store(
-        config.bucket, "offsite", connection, host_ready,
-        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
-    )
-
+def retention(specs: App) -> list[Retention]:
+    """One off-site bucket, by prefix: the dumps and the container logs."""
+    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:

@@ -27,7 +27,8 @@ vps = Host(workspace.HOST, config.host(
 ops = Operations("ops", config.operations(vps.connection, vps.ready,
                                           disk_alert_percent=workspace.DISK_ALERT_OVER,
                                           memory_alert_percent=workspace.MEMORY_ALERT_OVER))
-offsite = R2Store("offsite", workspace.store(config, app, vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=workspace.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=workspace.LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(
