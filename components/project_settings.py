@@ -95,6 +95,13 @@ class SiteConfig:
     project: ClassVar[str]
     """The subclass's short name: tunnels and R2 tokens are named ``<project>-<stack>...``."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked when the project's module is imported, before any key is read.
+        if not isinstance(getattr(cls, "project", None), str):
+            raise TypeError(f"{cls.__name__} needs a project name: project = \"<name>\" in its "
+                            "class body (tunnel and R2 token names start with it)")
+
     @property
     def url(self) -> str:
         return f"https://{self.hostname}"
