@@ -56,4 +56,18 @@ Host jobs
     connection, host_ready, webhook_url=None, self_heal=, resource_alerts=,
     disk_alert_percent=80, memory_alert_percent=90, image_scan=, image_scan_schedule=,
     os_updates=, os_updates_reboot=))``. ``log_archive.LogArchive``: container logs to R2.
+
+PostgreSQL (``jamjam_infra.backup``)
+    ``postgres(name, image, host, database=, user=, password=, volume=, backup_job=,
+    alias="db", logs=LogRotation())``: the official image's ContainerSpec (data volume on
+    PGDATA, ``pg_isready``, the five capabilities its entrypoint needs, the backup label),
+    for ``Backup(name, BackupArgs(stack, database=spec, sets, store, drill, ...))``.
+
+Projects other than jamjam (``jamjam_infra.project_settings``)
+    ``StackConfig()`` reads keys, one error line per bad key raised by ``done()``;
+    ``site(roles, hostname_example)`` reads the fields of ``SiteConfig`` (zone, hostname,
+    images, externalHealthChecks, the operator's keys), which a project subclasses with its
+    own keys and ``project`` name; its ``tunnel(routes)``, ``host(network, containers)``,
+    ``store(bucket, purpose, connection, host_ready, retention)``, ``operations(...)`` and
+    ``operator_checks(probes, on_host)`` build the Args every example builds alike.
 """

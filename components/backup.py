@@ -29,7 +29,8 @@ import pulumi
 import pulumi_command as command
 
 from jamjam_infra._script_job import alert_environment, check_schedule, script_job
-from jamjam_infra.container import ContainerSpec, SpecError
+from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, LogRotation,
+                                    SpecError, Volume)
 from jamjam_infra.r2_store import R2Store, Retention
 
 BACKUP_SCRIPT = "pg-backup.sh"
@@ -40,6 +41,30 @@ R2_PREFIX = "db"
 """Dumps in R2: ``<bucket>/db/<backup>/<set>/``."""
 _POSTGRES_IMAGE = re.compile(r"(^|/)(postgres|postgis)[^/]*(:|@|$)")
 _SET = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+POSTGRES_DATA = "/var/lib/postgresql/data"
+"""The official image's PGDATA: the volume the dumps cover."""
+
+
+def postgres(name: str, image: str, host: str, *, database: str, user: str,
+             password: pulumi.Input[str], volume: str, backup_job: str, alias: str = "db",
+             logs: LogRotation = LogRotation(), role: str = "db") -> ContainerSpec:
+    """The official PostgreSQL (or PostGIS) image as a container spec, ready for
+    :class:`Backup`: its data on the named ``volume``, healthy once ``pg_isready`` answers for
+    ``database``, labelled with ``backup_job``. The password goes in as a secret env; build the
+    clients' URL from the same value, so they agree by construction."""
+    return ContainerSpec(
+        role=role, name=name, image=image, host=host,
+        env={"POSTGRES_DB": database, "POSTGRES_USER": user},
+        secret_env={"POSTGRES_PASSWORD": password},
+        volumes=(Volume(volume, POSTGRES_DATA),),
+        aliases=(alias,),
+        healthcheck=Healthcheck(("pg_isready", "--username", user, "--dbname", database)),
+        logs=logs,
+        # The image's entrypoint starts as root, chowns the data directory and drops to the
+        # postgres user (gosu): those capabilities and no others.
+        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
+        backup_job=backup_job,
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,19 @@ raised together before any resource is registered. Components never read config.
     images = config.images(("api", "db", "cloudflared"))
     operator = config.operator()
     config.done()
+
+A project with one public hostname reads those keys (and ``externalHealthChecks``) with
+:meth:`StackConfig.site`, into its own subclass of :class:`SiteConfig`:
+
+    @dataclass(frozen=True)
+    class Config(SiteConfig):
+        project = "api"
+        bucket: str
+
+    config = StackConfig()
+    result = Config(**config.site(("api", "db", "cloudflared"), "api.example.com"),
+                    bucket=config.bucket("bucket", "api-backups"))
+    config.done()
 """
 
 from __future__ import annotations
@@ -21,11 +34,16 @@ import ipaddress
 import re
 import shlex
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import pulumi
+import pulumi_command as command
 
-from jamjam_infra.host import SshArgs
+from jamjam_infra.container import ContainerSpec
+from jamjam_infra.host import HostArgs, SshArgs
+from jamjam_infra.operations import OperationsArgs
+from jamjam_infra.r2_store import BUCKET_NAME, R2StoreArgs, Retention, rclone_config_path
+from jamjam_infra.tunnel import ExternalCheck, Route, TunnelArgs
 
 # name[:tag][@sha256:digest], a tag or a digest required: a deploy is reproducible and a
 # rollback is one config change.
@@ -55,6 +73,82 @@ class Operator:
     zone_id: str
     ssh: SshArgs
     alert_webhook_url: pulumi.Output[str] | None
+
+    @property
+    def on_host(self) -> str:
+        """The ssh command line that runs what follows it on the stack's host, for the
+        operator checks a project exports."""
+        return f"ssh -p {self.ssh.port} {self.ssh.user}@{self.ssh.host}"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """What :meth:`StackConfig.site` reads: a project subclasses it with its own keys."""
+
+    stack: str
+    zone: str
+    hostname: str
+    images: dict[str, str]
+    external_checks: bool
+    operator: Operator
+
+    project: ClassVar[str]
+    """The subclass's short name: tunnels and R2 tokens are named ``<project>-<stack>...``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Checked when the project's module is imported, before any key is read.
+        if not isinstance(getattr(cls, "project", None), str):
+            raise TypeError(f"{cls.__name__} needs a project name: project = \"<name>\" in its "
+                            "class body (tunnel and R2 token names start with it)")
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.hostname}"
+
+    @property
+    def tunnel_name(self) -> str:
+        return f"{self.project}-{self.stack}"
+
+    def operator_checks(self, probes: Sequence[str], on_host: Sequence[str]) -> list[str]:
+        """Commands the operator runs after an apply: ``probes`` from anywhere, then the
+        stack's containers (the library's ``jamjam.stack`` label) and ``on_host`` over ssh."""
+        ssh = self.operator.on_host
+        return [*probes, f"{ssh} docker ps --filter label=jamjam.stack={self.stack}",
+                *(f"{ssh} {line}" for line in on_host)]
+
+    def external(self, check: ExternalCheck) -> ExternalCheck | None:
+        """A route's check from outside, if ``externalHealthChecks`` turned them on."""
+        return check if self.external_checks else None
+
+    def tunnel(self, routes: Sequence[Route]) -> TunnelArgs:
+        """The stack's tunnel in the operator's account and zone."""
+        return TunnelArgs(account_id=self.operator.account_id, zone_id=self.operator.zone_id,
+                          tunnel_name=self.tunnel_name, routes=routes)
+
+    def host(self, network: str, containers: Sequence[ContainerSpec]) -> HostArgs:
+        """The operator's VPS, running ``containers`` on the bridge ``network``."""
+        return HostArgs(ssh=self.operator.ssh, stack=self.stack, network=network,
+                        containers=containers)
+
+    def store(self, bucket: str, purpose: str,
+              connection: command.remote.ConnectionArgs | None = None,
+              host_ready: pulumi.Resource | None = None,
+              retention: Sequence[Retention] = ()) -> R2StoreArgs:
+        """A bucket in the operator's account with its own token ``<tunnel name>-<purpose>``;
+        with a connection, the host gets the bucket's rclone config."""
+        return R2StoreArgs(
+            account_id=self.operator.account_id, bucket=bucket,
+            token_name=f"{self.tunnel_name}-{purpose}", connection=connection,
+            host_ready=host_ready,
+            config_path=rclone_config_path(bucket) if connection is not None else None,
+            retention=retention)
+
+    def operations(self, connection: command.remote.ConnectionArgs,
+                   host_ready: pulumi.Resource, **options: Any) -> OperationsArgs:
+        """The host's operations jobs, alerting to the operator's webhook (if set)."""
+        return OperationsArgs(stack=self.stack, connection=connection, host_ready=host_ready,
+                              webhook_url=self.operator.alert_webhook_url, **options)
 
 
 class StackConfig:
@@ -203,6 +297,22 @@ class StackConfig:
                         host_key=ssh.get("hostKey")),
             alert_webhook_url=webhook,
         )
+
+    def bucket(self, key: str, example: str) -> str:
+        """A required R2 bucket name."""
+        return self.text(key, example, pattern=BUCKET_NAME.pattern)
+
+    def site(self, roles: Iterable[str], hostname_example: str,
+             zone_example: str = "example.com") -> dict[str, Any]:
+        """The :class:`SiteConfig` fields, as keywords for a subclass: ``zone``, ``hostname``
+        (inside the zone), ``images.<role>`` for each role, ``externalHealthChecks`` (default
+        false) and the operator's keys."""
+        zone = self.zone(example=zone_example)
+        return {"stack": self.stack, "zone": zone,
+                "hostname": self.hostname("hostname", zone, hostname_example),
+                "images": self.images(roles),
+                "external_checks": self.flag("externalHealthChecks", False),
+                "operator": self.operator()}
 
     def done(self) -> None:
         if self._errors:

@@ -40,8 +40,14 @@ _R2_BUCKET_SCOPE = "com.cloudflare.edge.r2.bucket"
 _ABORT_MULTIPART_DAYS = 7
 _DAY = 86_400
 # R2 bucket names: 3-63 of lowercase letters, digits and hyphens, not starting or ending in one.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^([A-Za-z0-9._-]+/)*$")
+
+
+def rclone_config_path(bucket: str) -> str:
+    """The host's rclone config for a bucket: one file per store, so two stores' keys never
+    share a file."""
+    return f"/etc/jamjam/rclone-{bucket}.conf"
 
 
 def endpoint(account_id: str) -> str:
@@ -199,7 +205,7 @@ def _validate(args: R2StoreArgs) -> None:
             args.connection is not None and args.host_ready is None):
         raise SpecError(f"bucket {args.bucket}: give connection, host_ready and config_path "
                         "together (jobs on a host use the store) or none of them (an app does)")
-    if not _BUCKET.match(args.bucket):
+    if not BUCKET_NAME.match(args.bucket):
         raise SpecError(f"R2 bucket name {args.bucket!r} is not valid: 3-63 lowercase letters, "
                         "digits and hyphens, e.g. 'rstream-backups'")
     seen: dict[str, str] = {}

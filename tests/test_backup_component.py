@@ -16,7 +16,8 @@ import pulumi
 import pytest
 from pulumi.runtime import settings as runtime_settings
 
-from jamjam_infra.backup import (Backup, BackupArgs, BackupSet, RestoreDrill, backup_retention)
+from jamjam_infra.backup import (POSTGRES_DATA, Backup, BackupArgs, BackupSet, RestoreDrill,
+                                 backup_retention, backup_name, postgres)
 from jamjam_infra.container import ContainerSpec, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSync, DirSyncArgs, SyncedDir, sync_retention, volume_path
 from jamjam_infra.host import Host, HostArgs, SshArgs
@@ -310,3 +311,18 @@ def test_the_log_archive_keeps_its_bucket_and_token_state_across_the_move_to_r2s
     for name in ("logs-bucket", "logs-public-url", "logs-token", "logs-rclone-config"):
         assert aliases[name] == [archive], name
     assert aliases["logs-upload"] == [], "the upload job did not move"
+
+
+def test_the_postgres_preset_is_a_backed_up_database_with_its_password_secret():
+    password = pulumi.Output.secret("pw")
+    db = postgres("app-db", "postgres:16.4", "vps", database="app", user="app_user",
+                  password=password, volume="app-db-data", backup_job="app-db-backup",
+                  alias="database")
+    assert db.env == {"POSTGRES_DB": "app", "POSTGRES_USER": "app_user"}
+    assert dict(db.secret_env) == {"POSTGRES_PASSWORD": password}
+    assert [(v.name, v.target) for v in db.volumes] == [("app-db-data", POSTGRES_DATA)]
+    assert db.aliases == ("database",)
+    assert db.healthcheck.test == ("pg_isready", "--username", "app_user", "--dbname", "app")
+    assert backup_name(db) == "app-db-backup"
+    # Only what the entrypoint needs to chown PGDATA and drop to postgres.
+    assert set(db.hardening.cap_add) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}

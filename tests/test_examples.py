@@ -220,6 +220,17 @@ def test_bad_config_is_one_line_per_key_with_a_fix_and_nothing_registered():
     assert any("pulumi config set --secret thinkring:sshPrivateKey" in line for line in lines)
 
 
+def test_a_bad_bucket_name_is_one_line_with_a_fix():
+    with pytest.raises(Exception) as raised:
+        render("production", project_dir=EXAMPLES["shiojiri-rainbow-seeker"],
+               overrides={"imageBucket": "Images_Bucket"})
+    assert not raised.value.registered
+    assert raised.value.lines == (
+        "shiojiri-rainbow-seeker:imageBucket must look like 'shiojiri-rainbow-images', got "
+        "'Images_Bucket'; fix: pulumi config set shiojiri-rainbow-seeker:imageBucket "
+        "shiojiri-rainbow-images",)
+
+
 def test_make_plan_examples_says_what_each_declares():
     result = subprocess.run([sys.executable, "-m", "tools.plan_examples"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)

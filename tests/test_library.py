@@ -9,6 +9,7 @@ import hashlib
 import os
 import shlex
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ import pytest
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
 from jamjam_infra.host import Host, HostArgs, MovedFrom, SshArgs
+from jamjam_infra.project_settings import SiteConfig
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools import _pulumi_compat as compat
@@ -381,3 +383,10 @@ def test_the_library_never_reads_a_projects_config():
         if "(pulumi.ComponentResource)" in source:
             # A config-reading helper for projects may live in the package; components don't.
             assert "pulumi.Config(" not in source, module.name
+
+
+def test_a_site_config_without_a_project_name_is_refused_at_import():
+    with pytest.raises(TypeError, match=r'Unnamed needs a project name: project = "<name>"'):
+        @dataclass(frozen=True)
+        class Unnamed(SiteConfig):
+            bucket: str

@@ -9,37 +9,30 @@ the jamjam_infra library.
 import pulumi
 
 import rstream
-from jamjam_infra.backup import Backup
+from jamjam_infra.backup import Backup, BackupArgs
 from jamjam_infra.dir_sync import DirSync
-from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel, TunnelArgs
+from jamjam_infra.tunnel import Tunnel
 
 config = rstream.load()
 app = rstream.app(config)
 
-tunnel = Tunnel("live", TunnelArgs(
-    account_id=config.operator.account_id,
-    zone_id=config.operator.zone_id,
-    tunnel_name=config.tunnel_name,
-    routes=rstream.routes(config, app),
-))
+tunnel = Tunnel("live", config.tunnel(rstream.routes(config, app)))
 
-vps = Host(rstream.HOST, HostArgs(
-    ssh=config.operator.ssh,
-    stack=config.stack,
-    network=rstream.NETWORK,
-    containers=rstream.containers(config, app, tunnel_token=tunnel.token),
-))
+vps = Host(rstream.HOST, config.host(
+    rstream.NETWORK, rstream.containers(config, app, tunnel_token=tunnel.token)))
 
-ops = Operations("ops", rstream.operations(config, vps.connection, vps.ready))
-offsite = R2Store("offsite", rstream.store(config, app, vps.connection, vps.ready))
+ops = Operations("ops", config.operations(vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=rstream.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=rstream.CONTAINER_LOG_PREFIX))
-backup = Backup("db-backup", rstream.backup(config, app, vps.connection, vps.ready, offsite,
-                                            after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=rstream.BACKUP_SETS, drill=rstream.DRILL,
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
 media = DirSync("media", rstream.sync(config, vps.connection, vps.ready, offsite, after=[ops]))
 
 pulumi.export("url", config.url)

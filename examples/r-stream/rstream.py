@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
+from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
-from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.r2_store import R2Store, Retention, rclone_config_path
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -63,35 +62,16 @@ ROLES = ("server", "db", "redis", "cloudflared")
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
+    project = "rstream"
     bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"rstream-{self.stack}"
 
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone()
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "live.example.com"),
-        images=config.images(ROLES),
-        bucket=config.text("bucket", "rstream-backups", pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        **config.site(ROLES, "live.example.com"),
+        bucket=config.bucket("bucket", "rstream-backups"),
     )
     config.done()
     return result
@@ -106,17 +86,9 @@ class App:
 
 def app(config: Config) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("rstream-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="rstream-db-data", alias=DB_ALIAS,
+                  backup_job=BACKUP)
     redis = ContainerSpec(
         role="redis", name=REDIS, image=config.images["redis"], host=HOST,
         # A cache, not a store: no snapshot, no append-only file, so no volume to back up.
@@ -157,7 +129,7 @@ def routes(config: Config, specs: App) -> list[Route]:
     # WebSocket upgrades pass through the tunnel like any request.
     check = ExternalCheck(path="/", expected_codes=("2xx", "3xx", "4xx"))
     return [Route(name="live", hostname=config.hostname, origin=specs.server.origin(SERVER_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
 SYNCED = (
@@ -171,25 +143,11 @@ SYNCED = (
 )
 
 
-def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-          host_ready: pulumi.Resource) -> R2StoreArgs:
+def retention(specs: App) -> list[Retention]:
     """rstream-backups: dumps, synced folders and logs, each prefix with its retention."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.bucket,
-        token_name=f"rstream-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
-        retention=[*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
-                   *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
-                   Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)],
-    )
-
-
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
+    return [*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
+            *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
+            Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)]
 
 
 def sync(config: Config, connection: command.remote.ConnectionArgs,
@@ -199,19 +157,9 @@ def sync(config: Config, connection: command.remote.ConnectionArgs,
                        connection=connection, host_ready=host_ready, after=after)
 
 
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url)
-
-
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
-    rclone = f"{on_host} sudo rclone --config /etc/jamjam/rclone-{config.bucket}.conf"
-    return [
-        f"curl -sSI {config.url}/",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{rclone} lsd r2:{config.bucket}",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-sync-recordings",
-    ]
+    rclone = f"sudo rclone --config {rclone_config_path(config.bucket)}"
+    return config.operator_checks(
+        [f"curl -sSI {config.url}/"],
+        [f"{rclone} lsd r2:{config.bucket}",
+         f"sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-sync-recordings"])

@@ -9,37 +9,32 @@ in the jamjam_infra library.
 import pulumi
 
 import shiojiri
-from jamjam_infra.backup import Backup
-from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.backup import Backup, BackupArgs
+from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel, TunnelArgs
+from jamjam_infra.tunnel import Tunnel
 
 config = shiojiri.load()
 images = R2Store("images", shiojiri.image_store(config))
 app = shiojiri.app(config, images.credentials)
 
-tunnel = Tunnel("api", TunnelArgs(
-    account_id=config.operator.account_id,
-    zone_id=config.operator.zone_id,
-    tunnel_name=config.tunnel_name,
-    routes=shiojiri.routes(config, app),
-))
+tunnel = Tunnel("api", config.tunnel(shiojiri.routes(config, app)))
 
-vps = Host(shiojiri.HOST, HostArgs(
-    ssh=config.operator.ssh,
-    stack=config.stack,
-    network=shiojiri.NETWORK,
-    containers=shiojiri.containers(config, app, tunnel_token=tunnel.token),
-))
+vps = Host(shiojiri.HOST, config.host(
+    shiojiri.NETWORK, shiojiri.containers(config, app, tunnel_token=tunnel.token)))
 
-ops = Operations("ops", shiojiri.operations(config, vps.connection, vps.ready))
-offsite = R2Store("offsite", shiojiri.backup_store(config, app, vps.connection, vps.ready))
+ops = Operations("ops", config.operations(vps.connection, vps.ready,
+                                          disk_alert_percent=shiojiri.DISK_ALERT_OVER,
+                                          memory_alert_percent=shiojiri.MEMORY_ALERT_OVER))
+offsite = R2Store("offsite", config.store(config.backup_bucket, "offsite", vps.connection,
+                                          vps.ready, retention=shiojiri.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=shiojiri.LOG_PREFIX))
-backup = Backup("db-backup", shiojiri.backup(config, app, vps.connection, vps.ready, offsite,
-                                             after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=shiojiri.BACKUP_SETS, drill=shiojiri.DRILL,
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

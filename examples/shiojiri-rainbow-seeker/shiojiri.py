@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, PostDeploy, Volume
-from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention, S3Credentials
+from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
+from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
+from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.r2_store import R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -55,41 +53,21 @@ LOG_DAYS = 30
 MEMORY_ALERT_OVER = 79
 DISK_ALERT_OVER = 79
 ROLES = ("api", "db", "cloudflared")
-_BUCKET = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
+    project = "shiojiri-rainbow-seeker"
     backup_bucket: str
     image_bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"shiojiri-rainbow-seeker-{self.stack}"
 
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone(example="shiojiri-rainbow.app")
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "api.shiojiri-rainbow.app"),
-        images=config.images(ROLES),
-        backup_bucket=config.text("backupBucket", "shiojiri-rainbow-backups", pattern=_BUCKET),
-        image_bucket=config.text("imageBucket", "shiojiri-rainbow-images", pattern=_BUCKET),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        **config.site(ROLES, "api.shiojiri-rainbow.app", zone_example="shiojiri-rainbow.app"),
+        backup_bucket=config.bucket("backupBucket", "shiojiri-rainbow-backups"),
+        image_bucket=config.bucket("imageBucket", "shiojiri-rainbow-images"),
     )
     config.done()
     return result
@@ -98,10 +76,7 @@ def load() -> Config:
 def image_store(config: Config) -> R2StoreArgs:
     """The bucket the API keeps uploaded images in: no lifecycle rule (kept for ever), no host
     config (only the API writes to it)."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.image_bucket,
-        token_name=f"shiojiri-rainbow-seeker-{config.stack}-images",
-        connection=None, host_ready=None, config_path=None)
+    return config.store(config.image_bucket, "images")
 
 
 @dataclass(frozen=True)
@@ -113,17 +88,9 @@ class App:
 
 def app(config: Config, images: S3Credentials) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("shiojiri-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="shiojiri-db-data", alias=DB_ALIAS,
+                  backup_job=BACKUP)
     # The API and the worker run the same image with the same environment.
     env = {
         "RAILS_ENV": "production",
@@ -180,42 +147,16 @@ def containers(config: Config, specs: App,
 def routes(config: Config, specs: App) -> list[Route]:
     check = ExternalCheck(path=HEALTH_PATH, expected_codes=("2xx",))
     return [Route(name="api", hostname=config.hostname, origin=specs.api.origin(API_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
-def backup_store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-                 host_ready: pulumi.Resource) -> R2StoreArgs:
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.backup_bucket,
-        token_name=f"shiojiri-rainbow-seeker-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.backup_bucket}.conf",
-        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
-    )
-
-
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
-
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url,
-                          disk_alert_percent=DISK_ALERT_OVER,
-                          memory_alert_percent=MEMORY_ALERT_OVER)
+def retention(specs: App) -> list[Retention]:
+    """The backup bucket, by prefix: the dumps and the container logs."""
+    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
-    return [
-        f"curl -fsS {config.url}{HEALTH_PATH}",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/ "
-        f"/var/backups/jamjam/{BACKUP}/every-6h/",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-every-6h -t jamjam-{BACKUP}-restore-drill",
-    ]
+    return config.operator_checks(
+        [f"curl -fsS {config.url}{HEALTH_PATH}"],
+        [f"sudo ls -l {BACKUP_DIR}/{BACKUP}/daily/ {BACKUP_DIR}/{BACKUP}/every-6h/",
+         f"sudo journalctl -t jamjam-{BACKUP}-every-6h -t jamjam-{BACKUP}-restore-drill"])

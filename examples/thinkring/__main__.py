@@ -8,37 +8,30 @@ building blocks in the jamjam_infra library.
 import pulumi
 
 import thinkring
-from jamjam_infra.backup import Backup
-from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.backup import Backup, BackupArgs
+from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel, TunnelArgs
+from jamjam_infra.tunnel import Tunnel
 
 config = thinkring.load()
 secrets = thinkring.generate_secrets()
 app = thinkring.app(config, secrets)
 
-tunnel = Tunnel("web", TunnelArgs(
-    account_id=config.operator.account_id,
-    zone_id=config.operator.zone_id,
-    tunnel_name=config.tunnel_name,
-    routes=thinkring.routes(config, app),
-))
+tunnel = Tunnel("web", config.tunnel(thinkring.routes(config, app)))
 
-vps = Host(thinkring.HOST, HostArgs(
-    ssh=config.operator.ssh,
-    stack=config.stack,
-    network=thinkring.NETWORK,
-    containers=thinkring.containers(config, app, tunnel_token=tunnel.token),
-))
+vps = Host(thinkring.HOST, config.host(
+    thinkring.NETWORK, thinkring.containers(config, app, tunnel_token=tunnel.token)))
 
-ops = Operations("ops", thinkring.operations(config, vps.connection, vps.ready))
-offsite = R2Store("offsite", thinkring.store(config, app, vps.connection, vps.ready))
+ops = Operations("ops", config.operations(vps.connection, vps.ready))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=thinkring.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=thinkring.LOG_PREFIX))
-backup = Backup("db-backup", thinkring.backup(config, app, vps.connection, vps.ready, offsite,
-                                              after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=thinkring.BACKUP_SETS, drill=thinkring.DRILL,
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

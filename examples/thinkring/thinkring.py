@@ -11,14 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, LogRotation,
-                                    PostDeploy, Volume)
-from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
+from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
+from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -62,35 +59,16 @@ ROLES = ("frontend", "backend", "db", "cloudflared")
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
+    project = "thinkring"
     bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"thinkring-{self.stack}"
 
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone()
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "thinkring.example.com"),
-        images=config.images(ROLES),
-        bucket=config.text("bucket", "thinkring-backups", pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        **config.site(ROLES, "thinkring.example.com"),
+        bucket=config.bucket("bucket", "thinkring-backups"),
     )
     config.done()
     return result
@@ -111,19 +89,9 @@ def generate_secrets() -> Secrets:
 
 
 def _db(config: Config, secrets: Secrets) -> ContainerSpec:
-    return ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": secrets.db_password},
-        volumes=(Volume("thinkring-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        logs=LOGS,
-        # The image's entrypoint starts as root, chowns the data directory and drops to the
-        # postgres user (gosu): those capabilities and no others.
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    return postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                    password=secrets.db_password, volume="thinkring-db-data", alias=DB_ALIAS,
+                    logs=LOGS, backup_job=BACKUP)
 
 
 def _backend(config: Config, secrets: Secrets) -> ContainerSpec:
@@ -205,43 +173,18 @@ def routes(config: Config, specs: App) -> list[Route]:
     return [
         Route(name="api", hostname=config.hostname, path=API_PATH,
               origin=specs.backend.origin(BACKEND_PORT),
-              check=api_check if config.external_checks else None),
+              check=config.external(api_check)),
         Route(name="web", hostname=config.hostname, origin=specs.frontend.origin(FRONTEND_PORT)),
     ]
 
 
-def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-          host_ready: pulumi.Resource) -> R2StoreArgs:
-    """One bucket for the off-site dumps and the container logs."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.bucket,
-        token_name=f"thinkring-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
-        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
-    )
-
-
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
-
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url)
+def retention(specs: App) -> list[Retention]:
+    """One off-site bucket, by prefix: the dumps and the container logs."""
+    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
-    return [
-        f"curl -fsS {config.url}{HEALTH_PATH}",
-        f"curl -fsSI {config.url}/",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill",
-    ]
+    return config.operator_checks(
+        [f"curl -fsS {config.url}{HEALTH_PATH}", f"curl -fsSI {config.url}/"],
+        [f"sudo ls -l {BACKUP_DIR}/{BACKUP}/daily/",
+         f"sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill"])

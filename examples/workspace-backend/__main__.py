@@ -9,36 +9,31 @@ in the jamjam_infra library.
 import pulumi
 
 import workspace
-from jamjam_infra.backup import Backup
-from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.backup import Backup, BackupArgs
+from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel, TunnelArgs
+from jamjam_infra.tunnel import Tunnel
 
 config = workspace.load()
 app = workspace.app(config)
 
-tunnel = Tunnel("api", TunnelArgs(
-    account_id=config.operator.account_id,
-    zone_id=config.operator.zone_id,
-    tunnel_name=config.tunnel_name,
-    routes=workspace.routes(config, app),
-))
+tunnel = Tunnel("api", config.tunnel(workspace.routes(config, app)))
 
-vps = Host(workspace.HOST, HostArgs(
-    ssh=config.operator.ssh,
-    stack=config.stack,
-    network=workspace.NETWORK,
-    containers=workspace.containers(config, app, tunnel_token=tunnel.token),
-))
+vps = Host(workspace.HOST, config.host(
+    workspace.NETWORK, workspace.containers(config, app, tunnel_token=tunnel.token)))
 
-ops = Operations("ops", workspace.operations(config, vps.connection, vps.ready))
-offsite = R2Store("offsite", workspace.store(config, app, vps.connection, vps.ready))
+ops = Operations("ops", config.operations(vps.connection, vps.ready,
+                                          disk_alert_percent=workspace.DISK_ALERT_OVER,
+                                          memory_alert_percent=workspace.MEMORY_ALERT_OVER))
+offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
+                                          vps.ready, retention=workspace.retention(app)))
 LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                 prefix=workspace.LOG_PREFIX))
-backup = Backup("db-backup", workspace.backup(config, app, vps.connection, vps.ready, offsite,
-                                              after=[ops]))
+backup = Backup("db-backup", BackupArgs(
+    stack=config.stack, database=app.db, sets=workspace.BACKUP_SETS, drill=workspace.DRILL,
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

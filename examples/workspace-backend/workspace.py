@@ -8,13 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_command as command
 
-from jamjam_infra.backup import BackupArgs, BackupSet, RestoreDrill, backup_retention
-from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, LogRotation, Volume
-from jamjam_infra.operations import OperationsArgs
-from jamjam_infra.project_settings import Operator, StackConfig
-from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
+from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
+from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -57,40 +55,20 @@ ROLES = ("tracker", "bot", "db", "cloudflared")
 
 
 @dataclass(frozen=True)
-class Config:
-    stack: str
-    zone: str
-    hostname: str
-    images: dict[str, str]
+class Config(SiteConfig):
+    project = "workspace-backend"
     twitch_client_id: str
     twitch_client_secret: pulumi.Output[str]
     bucket: str
-    external_checks: bool
-    operator: Operator
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.hostname}"
-
-    @property
-    def tunnel_name(self) -> str:
-        return f"workspace-backend-{self.stack}"
 
 
 def load() -> Config:
     config = StackConfig()
-    zone = config.zone()
     result = Config(
-        stack=config.stack,
-        zone=zone,
-        hostname=config.hostname("hostname", zone, "work-tracker.example.com"),
-        images=config.images(ROLES),
+        **config.site(ROLES, "work-tracker.example.com"),
         twitch_client_id=config.text("twitchClientId", "<client id from dev.twitch.tv>"),
         twitch_client_secret=config.secret("twitchClientSecret", "<client secret>"),
-        bucket=config.text("bucket", "workspace-backend-backups",
-                           pattern=r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
-        external_checks=config.flag("externalHealthChecks", False),
-        operator=config.operator(),
+        bucket=config.bucket("bucket", "workspace-backend-backups"),
     )
     config.done()
     return result
@@ -105,18 +83,9 @@ class App:
 
 def app(config: Config) -> App:
     password = generated_secret("db-password")
-    db = ContainerSpec(
-        role="db", name=DB, image=config.images["db"], host=HOST,
-        env={"POSTGRES_DB": DB_NAME, "POSTGRES_USER": DB_USER},
-        secret_env={"POSTGRES_PASSWORD": password},
-        volumes=(Volume("workspace-db-data", "/var/lib/postgresql/data"),),
-        aliases=(DB_ALIAS,),
-        healthcheck=Healthcheck(("pg_isready", "--username", DB_USER, "--dbname", DB_NAME)),
-        logs=LOGS,
-        # The entrypoint chowns the data directory, then drops to the postgres user (gosu).
-        hardening=Hardening(cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")),
-        backup_job=BACKUP,
-    )
+    db = postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
+                  password=password, volume="workspace-db-data", alias=DB_ALIAS,
+                  logs=LOGS, backup_job=BACKUP)
     tracker = ContainerSpec(
         role="tracker", name=TRACKER, image=config.images["tracker"], host=HOST,
         env={"ENV": "production", "PORT": str(TRACKER_PORT)},
@@ -160,42 +129,16 @@ def routes(config: Config, specs: App) -> list[Route]:
                           consecutive_fails=2)
     return [Route(name="tracker", hostname=config.hostname,
                   origin=specs.tracker.origin(TRACKER_PORT),
-                  check=check if config.external_checks else None)]
+                  check=config.external(check))]
 
 
-def store(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-          host_ready: pulumi.Resource) -> R2StoreArgs:
-    """One bucket for the off-site dumps and the container logs."""
-    return R2StoreArgs(
-        account_id=config.operator.account_id, bucket=config.bucket,
-        token_name=f"workspace-backend-{config.stack}-offsite", connection=connection,
-        host_ready=host_ready, config_path=f"/etc/jamjam/rclone-{config.bucket}.conf",
-        retention=[*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)],
-    )
-
-
-def backup(config: Config, specs: App, connection: command.remote.ConnectionArgs,
-           host_ready: pulumi.Resource, offsite: R2Store,
-           after: list[pulumi.Resource]) -> BackupArgs:
-    return BackupArgs(stack=config.stack, database=specs.db, sets=BACKUP_SETS,
-                      connection=connection, host_ready=host_ready, store=offsite, drill=DRILL,
-                      after=after)
-
-
-def operations(config: Config, connection: command.remote.ConnectionArgs,
-               host_ready: pulumi.Resource) -> OperationsArgs:
-    return OperationsArgs(stack=config.stack, connection=connection, host_ready=host_ready,
-                          webhook_url=config.operator.alert_webhook_url,
-                          disk_alert_percent=DISK_ALERT_OVER,
-                          memory_alert_percent=MEMORY_ALERT_OVER)
+def retention(specs: App) -> list[Retention]:
+    """One off-site bucket, by prefix: the dumps and the container logs."""
+    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:
-    ssh = config.operator.ssh
-    on_host = f"ssh -p {ssh.port} {ssh.user}@{ssh.host}"
-    return [
-        f"curl -fsS {config.url}{HEALTH_PATH}",
-        f"{on_host} docker ps --filter label=jamjam.stack={config.stack}",
-        f"{on_host} sudo ls -l /var/backups/jamjam/{BACKUP}/daily/",
-        f"{on_host} sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill",
-    ]
+    return config.operator_checks(
+        [f"curl -fsS {config.url}{HEALTH_PATH}"],
+        [f"sudo ls -l {BACKUP_DIR}/{BACKUP}/daily/",
+         f"sudo journalctl -t jamjam-{BACKUP}-daily -t jamjam-{BACKUP}-restore-drill"])
