@@ -88,6 +88,39 @@ def _mb(value: Any) -> int:
     return int(value) * 1024 * 1024
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+# Inputs the provider copies into one field of the create body ("body") or of its HostConfig
+# ("host"), converted; the inputs that need more than a copy are handled one by one below.
+_PLAIN_INPUTS: dict[str, tuple[str, str, Any]] = {
+    "command": ("body", "Cmd", list),
+    "entrypoints": ("body", "Entrypoint", list),
+    "envs": ("body", "Env", list),
+    "user": ("body", "User", _same),
+    "hostname": ("body", "Hostname", _same),
+    "domainname": ("body", "Domainname", _same),
+    "workingDir": ("body", "WorkingDir", _same),
+    "stopSignal": ("body", "StopSignal", _same),
+    "stopTimeout": ("body", "StopTimeout", int),
+    "networkMode": ("host", "NetworkMode", _same),
+    "securityOpts": ("host", "SecurityOpt", list),
+    "memory": ("host", "Memory", _mb),
+    "memoryReservation": ("host", "MemoryReservation", _mb),
+    "shmSize": ("host", "ShmSize", _mb),
+    "pidsLimit": ("host", "PidsLimit", int),
+    "cpuShares": ("host", "CpuShares", int),
+    "init": ("host", "Init", bool),
+    "readOnly": ("host", "ReadonlyRootfs", bool),
+    "privileged": ("host", "Privileged", bool),
+    "dns": ("host", "Dns", list),
+    "groupAdds": ("host", "GroupAdd", list),
+    "tty": ("body", "Tty", bool),
+    "stdinOpen": ("body", "OpenStdin", bool),
+}
+
+
 # Each supported container input -> how it lands in the create body (the provider's mapping).
 def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[dict]]:
     body: dict[str, Any] = {"Image": image_id, "Labels": {}}
@@ -96,26 +129,9 @@ def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[d
     for key, value in inputs.items():
         if key in CONTAINER_BEHAVIOUR_KEYS:
             continue
-        if key == "command":
-            body["Cmd"] = list(value)
-        elif key == "entrypoints":
-            body["Entrypoint"] = list(value)
-        elif key == "envs":
-            body["Env"] = list(value)
-        elif key == "user":
-            body["User"] = value
-        elif key == "hostname":
-            body["Hostname"] = value
-        elif key == "domainname":
-            body["Domainname"] = value
-        elif key == "workingDir":
-            body["WorkingDir"] = value
-        elif key == "stopSignal":
-            body["StopSignal"] = value
-        elif key == "stopTimeout":
-            body["StopTimeout"] = int(value)
-        elif key in ("tty", "stdinOpen"):
-            body["Tty" if key == "tty" else "OpenStdin"] = bool(value)
+        if key in _PLAIN_INPUTS:
+            section, field, convert = _PLAIN_INPUTS[key]
+            (body if section == "body" else host)[field] = convert(value)
         elif key == "labels":
             body["Labels"].update(_labels(value))
         elif key == "healthcheck":
@@ -154,33 +170,13 @@ def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[d
             host["PortBindings"] = bindings
         elif key == "networksAdvanced":
             networks = [dict(n) for n in value]
-        elif key == "networkMode":
-            host["NetworkMode"] = value
         elif key == "capabilities":
             host["CapAdd"] = list(value.get("adds") or []) or None
             host["CapDrop"] = list(value.get("drops") or []) or None
-        elif key == "securityOpts":
-            host["SecurityOpt"] = list(value)
-        elif key == "memory":
-            host["Memory"] = _mb(value)
         elif key == "memorySwap":
             host["MemorySwap"] = -1 if int(value) < 0 else _mb(value)
-        elif key == "memoryReservation":
-            host["MemoryReservation"] = _mb(value)
-        elif key == "shmSize":
-            host["ShmSize"] = _mb(value)
-        elif key == "pidsLimit":
-            host["PidsLimit"] = int(value)
-        elif key == "cpuShares":
-            host["CpuShares"] = int(value)
         elif key == "cpus":
             host["NanoCpus"] = int(float(value) * 1e9)
-        elif key == "init":
-            host["Init"] = bool(value)
-        elif key == "readOnly":
-            host["ReadonlyRootfs"] = bool(value)
-        elif key == "privileged":
-            host["Privileged"] = bool(value)
         elif key == "tmpfs":
             host["Tmpfs"] = {path: opts or "" for path, opts in value.items()}
         elif key == "ulimits":
@@ -188,12 +184,8 @@ def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[d
                                for u in value]
         elif key == "sysctls":
             host["Sysctls"] = {k: str(v) for k, v in value.items()}
-        elif key == "dns":
-            host["Dns"] = list(value)
         elif key == "hosts":
             host["ExtraHosts"] = [f"{h['host']}:{h['ip']}" for h in value]
-        elif key == "groupAdds":
-            host["GroupAdd"] = list(value)
         elif key == "volumes":
             binds = []
             for vol in value:
