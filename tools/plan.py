@@ -264,13 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=2)
         print(flush=True)
-    for line in errors:
-        print(line, file=sys.stderr)
-    if errors:
-        return 2
-    if failed:
-        print("A mandatory policy is violated; see above.", file=sys.stderr)
-    return 1 if failed else 0
+    from tools.policy_check import exit_status  # as check(): the pack loads only when used
+    return exit_status(errors, failed)
 
 
 if __name__ == "__main__":

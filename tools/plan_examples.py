@@ -372,13 +372,8 @@ def plan(project_dirs: Iterable[Path], tree: bool, with_jamjam: bool,
                 print(result.text, end="\n\n", flush=True)
             failed |= result.failed
             errors += result.errors
-    for line in errors:
-        print(line, file=sys.stderr)
-    if errors:
-        return 2
-    if failed:
-        print("A mandatory policy is violated; see above.", file=sys.stderr)
-    return 1 if failed else 0
+    from tools.policy_check import exit_status  # as check(): the pack loads only when used
+    return exit_status(errors, failed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,6 +174,18 @@ def format_report(violations: list[Violation]) -> str:
     return "\n".join(lines)
 
 
+def exit_status(errors: list[str], failed: bool) -> int:
+    """The exit status every offline entry point shares: 2 with one stderr line per bad key,
+    1 when a mandatory rule is violated, else 0."""
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 2
+    if failed:
+        print("A mandatory policy is violated; see above.", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from tools import render as rendering
     from tools.plan import PROJECT_POLICY_CONFIG, OneLineParser, config_errors, resolve_stacks
@@ -219,13 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             violations = check(name, rendered.resources, config)
             failed |= any(v.level == "mandatory" for v in violations)
             print(f"Stack {name}:\n{format_report(violations)}\n", flush=True)
-    for line in errors:
-        print(line, file=sys.stderr)
-    if errors:
-        return 2
-    if failed:
-        print("A mandatory policy is violated; see above.", file=sys.stderr)
-    return 1 if failed else 0
+    return exit_status(errors, failed)
 
 
 def _policy_config(parser: argparse.ArgumentParser, path: Path | None) -> Any:
