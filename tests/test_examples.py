@@ -240,6 +240,10 @@ def test_make_plan_examples_says_what_each_declares():
     assert "Policies, mandatory" not in result.stdout
     assert "https://thinkring.example.com path ^/api/ -> http://backend:8000" in result.stdout
     assert "firewall opens 22/tcp (ssh), nothing else" in result.stdout
+    # What runs before the new image serves, as the operator would type it.
+    assert "before shiojiri-api: ./bin/rails db:migrate\n" in result.stdout
+    assert ("before thinkring-backend: python manage.py migrate --noinput; "
+            "python manage.py collectstatic --noinput\n") in result.stdout
     assert result.stdout.count("OS security updates (unattended-upgrades): *-*-* 03:00; reboot by "
                                "itself: no") == 4
 

@@ -197,10 +197,12 @@ def _post_deploy_lines(stack: RenderedStack) -> list[str]:
         script = shlex.split(str(reveal(command.inputs.get("create"))))[-1]
         steps = []
         for run in (line for line in script.splitlines() if "docker run" in line):
+            # The library ends each run with `--env-file "$f" <image> <command...>`.
             argv = shlex.split(run)
-            image = next((n for n, a in enumerate(argv) if a.startswith("sha256:")), None)
-            if image is not None:
-                steps.append(" ".join(argv[image + 1:]))
+            if "--env-file" not in argv:
+                raise ValueError(f"{command.name}: a docker run without --env-file: {run}")
+            image = argv.index("--env-file") + 2
+            steps.append(shlex.join(argv[image + 1:]))
         lines.append(f"    before {command.name[:-len('-post-deploy')]}: {'; '.join(steps)}")
     return lines
 
