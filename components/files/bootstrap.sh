@@ -47,10 +47,12 @@ DAEMON_JSON_PREVIOUS=$ROOT/etc/docker/.daemon.json.jamjam-previous
 # signing key or source to manage, and unattended-upgrades patches it with the rest of the OS.
 # The rest is what the host jobs run: rclone (log archive), cron, flock (util-linux), pgrep
 # (procps), curl and ca-certificates (alerts), gzip; ufw/iptables for firewall.sh; jq checks
-# daemon.json where dockerd is too old for --validate (docker.io 20.10 in Debian 12). On Debian
-# 13 the docker client is its own package (docker-cli), which docker.io depends on.
+# daemon.json where dockerd is too old for --validate (docker.io 20.10 in Debian 12).
 PACKAGES=(docker.io ufw iptables rclone cron util-linux procps curl ca-certificates gzip sudo
   openssh-server jq)
+# Debian 13 moved the docker command out of docker.io into docker-cli, which docker.io only
+# recommends: --no-install-recommends would leave a host with dockerd and no client.
+CLIENT_PACKAGES=(docker-cli)
 # Compose is for operators only (`docker compose ps`); the program runs containers itself.
 # Ubuntu ships the v2 plugin as docker-compose-v2, Debian as docker-compose (v2 from trixie).
 COMPOSE_PACKAGES=(docker-compose-v2 docker-compose)
@@ -165,7 +167,9 @@ step_packages() {
   # runs independent commands at the same time (two jobs' installs collided in the rehearsal),
   # and a fresh VPS often runs unattended-upgrades at first boot.
   printf 'DPkg::Lock::Timeout "600";\n' >/etc/apt/apt.conf.d/50jamjam-wait-for-dpkg-lock
-  for package in "${PACKAGES[@]}"; do
+  local wanted=("${PACKAGES[@]}")
+  [ "$DEBIAN_VERSION" -lt 13 ] || wanted+=("${CLIENT_PACKAGES[@]}")
+  for package in "${wanted[@]}"; do
     installed "$package" || missing+=("$package")
   done
   for package in "${COMPOSE_PACKAGES[@]}"; do
@@ -187,6 +191,8 @@ step_packages() {
       apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
   fi
+  command -v docker >/dev/null 2>&1 \
+    || fail "the docker command is missing after installing docker.io; install its client (apt-get install docker-cli on Debian 13)"
   # restart: always brings the containers back only if dockerd itself starts on boot.
   systemctl enable --now docker.service cron.service
 }
