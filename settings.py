@@ -220,8 +220,8 @@ def _debian_version(value: Any) -> int:
     except ValueError:
         version = None
     if version not in DEBIAN_RELEASES:
-        raise ValueError(f"must be the VPS's Debian release, {known}; upgrade a host on an "
-                         "older release first")
+        raise ValueError(f"must be the VPS's Debian release, {known} (upgrade an older "
+                         "host first)")
     return version
 
 

@@ -309,8 +309,8 @@ class StackConfig:
 
         def parse(raw: str) -> int:
             if raw.strip() not in {str(v) for v in DEBIAN_RELEASES}:
-                raise ValueError(f"must be the VPS's Debian release, {known}; upgrade a host "
-                                 "on an older release first")
+                raise ValueError(f"must be the VPS's Debian release, {known} (upgrade an "
+                                 "older host first)")
             return int(raw)
         return self._read(key, 13, 13, parse)
 

@@ -158,7 +158,9 @@ class Rehearsal:
         cold = not any(CACHE.glob("base-*.tar"))
         base = self.step("base image", lambda: self._base(cold))
         self.step("boot VPS", lambda: self._boot(base))
-        self.cron_before = set(os.listdir(vps.rootfs / "etc/cron.d"))
+        # Debian 13's minimal image has no /etc/cron.d until cron is installed.
+        cron_d = vps.rootfs / "etc/cron.d"
+        self.cron_before = set(os.listdir(cron_d)) if cron_d.is_dir() else set()
         self.overrides = {**self.config, "vpsAddress": vps.address,
                           "sshPrivateKey": {"secret": vps.key.read_text()}}
         stack = self.step("render plan", self._render)
