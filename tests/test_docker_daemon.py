@@ -2,8 +2,9 @@
 
 Each test starts its own dockerd (docker.io from the distribution) inside a network namespace it
 creates, with its own data root, exec root, pidfile and socket, and a mount namespace in which
-/etc/docker is the test's, so nothing touches this machine's Docker. bootstrap.sh runs unchanged
-with JAMJAM_ROOT set (daemon.json goes under a temporary root); `systemctl` on its PATH is
+/etc/docker is the test's, so nothing touches this machine's Docker. bootstrap.sh runs as the
+program ships it for a Debian 12 host (this machine's docker.io) with JAMJAM_ROOT set (daemon.json
+and the os-release it checks go under a temporary root); `systemctl` on its PATH is
 tests/fixtures/systemctl-dockerd.sh, which restarts and reloads that dockerd the way systemd
 does docker.service, and records each call. The containers
 run a one-file image made here from the static busybox (no registry is reachable).
@@ -25,8 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from jamjam_infra.host import Debian, bootstrap_script
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = ROOT / "components/files/bootstrap.sh"
+SHIPPED = ROOT / "components/files/bootstrap.sh"
+# Written once per run: the tests read the script's text, the engine runs it.
+BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
+BOOTSTRAP.write_text(bootstrap_script(Debian(12)))
+DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
 FAKE_SYSTEMCTL = ROOT / "tests/fixtures/systemctl-dockerd.sh"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE = "jamjam-test/busybox:1"
@@ -93,6 +100,8 @@ class Engine:
     def __init__(self, root: Path, state: Path, netns: str) -> None:
         self.root, self.state, self.netns = root, state, netns
         self.daemon_json = root / "etc/docker/daemon.json"
+        self.daemon_json.parent.mkdir(parents=True)
+        (root / "etc/os-release").write_text(DEBIAN_12)
         self.socket = f"unix://{state}/docker.sock"
         bindir = state / "bin"
         bindir.mkdir()
@@ -122,13 +131,14 @@ class Engine:
         path = self.state / "calls"
         return path.read_text().splitlines() if path.exists() else []
 
-    def bootstrap(self, config: str | None = None) -> subprocess.CompletedProcess:
+    def bootstrap(self, config: str | None = None,
+                  script: Path = BOOTSTRAP) -> subprocess.CompletedProcess:
         env = dict(self.env)
         if config is not None:
             override = self.state / "override.json"
             override.write_text(config)
             env["JAMJAM_DOCKER_DAEMON_JSON"] = str(override)
-        return subprocess.run(["bash", str(BOOTSTRAP), "--user", "jamjam", "--step", "docker"],
+        return subprocess.run(["bash", str(script), "--user", "jamjam", "--step", "docker"],
                               env=env, capture_output=True, text=True, timeout=300)
 
     def leftovers(self) -> list[str]:
@@ -215,9 +225,9 @@ def test_every_stack_runs_the_docker_step_with_the_shipped_script(stacks, stack)
     """The bootstrap command runs every step (no --step), so the daemon step reaches each VPS,
     and a change to the daemon config changes the script, which reruns it on `pulumi up`."""
     bootstrap = stacks[stack].named("vps-bootstrap")
-    assert bootstrap.inputs["stdin"] == BOOTSTRAP.read_text()
+    assert bootstrap.inputs["stdin"] == bootstrap_script(Debian(13))
     assert "--step" not in bootstrap.inputs["create"]
-    assert "packages docker user ssh" in BOOTSTRAP.read_text(), "the default step order"
+    assert "packages docker user ssh" in SHIPPED.read_text(), "the default step order"
 
 
 def test_the_fake_systemctl_is_shellcheck_clean():
@@ -399,3 +409,26 @@ def test_a_config_change_restarts_dockerd_but_not_the_containers(engine, image_t
     assert engine.calls() == ["reload docker.service", "restart docker.service", "restart docker.service"], "live-restore already on: no reload"
     assert engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid) == started
     assert engine.docker("inspect", "--format", "{{.State.Running}}", cid) == "true"
+
+
+def test_the_engine_api_is_checked_where_the_plan_sends_start_intervals(engine, tmp_path):
+    """A plan for Debian 13 sends healthcheck start intervals, which the provider's client
+    refuses to send an engine older than API 1.44: the docker step says so in one line. On an
+    engine that has it, the same script passes."""
+    (engine.root / "etc/os-release").write_text(DEBIAN_12.replace("12", "13"))
+    script = tmp_path / "bootstrap-13.sh"
+    script.write_text(bootstrap_script(Debian(13)))
+    api = engine.docker("version", "--format", "{{.Server.APIVersion}}")
+    result = engine.bootstrap(script=script)
+    if tuple(map(int, api.split("."))) >= (1, 44):
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 1
+    line = _verdict(result.stderr)
+    assert line == (f"bootstrap: dockerd speaks API {api}, older than the 1.44 the plan's "
+                    "healthcheck start intervals need; fix: install Debian 13's own docker.io "
+                    "(apt-get install docker.io docker-cli), or pulumi config set "
+                    "jamjam:vpsDebianVersion 12 to leave start intervals out")
+    # The Debian 12 script on the same engine does not ask for it.
+    (engine.root / "etc/os-release").write_text(DEBIAN_12)
+    assert engine.bootstrap().returncode == 0

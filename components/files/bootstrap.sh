@@ -121,7 +121,7 @@ check_engine_api() {
   api=$(docker version --format '{{.Server.APIVersion}}' 2>/dev/null) \
     || fail "dockerd does not answer, so its API version cannot be checked (systemctl status docker.service)"
   if [ "$(printf '%s\n%s\n' "$DOCKER_API_MIN" "$api" | sort -V | head -n 1)" != "$DOCKER_API_MIN" ]; then
-    fail "dockerd speaks API $api, older than the $DOCKER_API_MIN the plan's healthcheck start intervals need; fix: pulumi config set $DEBIAN_SETTING $(os_release_field VERSION_ID) (or install Debian 13's docker.io)"
+    fail "dockerd speaks API $api, older than the $DOCKER_API_MIN the plan's healthcheck start intervals need; fix: install Debian $DEBIAN_VERSION's own docker.io (apt-get install docker.io docker-cli), or pulumi config set $DEBIAN_SETTING 12 to leave start intervals out"
   fi
 }
 
