@@ -29,7 +29,8 @@ from rehearsal.apply import CONTAINER, IMAGE, NETWORK, VOLUME, Applier, State  #
 from rehearsal.engine import (CACHE, RehearsalError, import_standin, leftovers,  # noqa: E402
                               require_root, require_tools, run, suffix, wait_for)
 from rehearsal.vps import (INTERNET_ADDRESS, SUITES, TOOLS, Vps, base_image,  # noqa: E402
-                           base_image_path, check_plan_release, debian_version)
+                           base_image_path, check_plan_release, debian_version,
+                           start_intervals)
 from tools.render import (STACKS, RenderedStack, engine_config, render, reveal,  # noqa: E402
                           stack_config)
 
@@ -172,6 +173,8 @@ class Rehearsal:
         self.api = self.applier.api(provider)
         self.docker = self.applier.docker_cli(provider)
         self.step("containers healthy", lambda: checks.wait_healthy(self.api, stack))
+        self.step("healthcheck start interval",
+                  lambda: start_intervals(self.api, stack, self.debian))
         self.step("stand-ins behave", lambda: checks.standins(self.api, self.docker, stack))
         self.step("docker provider over ssh://", lambda: self._provider_transport(provider))
         self.step("internet probes", self._probes)

@@ -411,3 +411,32 @@ class Vps:
         return run(self.in_internet(["timeout", "3", *probe]), check=False).returncode == 0
 
 
+
+
+def start_intervals(api: Any, stack: Any, version: int) -> str:
+    """What the VPS's engine made of the plan's healthchecks: on Debian 13 every container
+    runs with the start interval the plan sets; on Debian 12 the plan sets none (the provider's
+    client would refuse the create) and the containers exist, with none."""
+    from rehearsal.apply import CONTAINER, _ns
+    from tools.render import reveal
+    engine = api.request("GET", "/version")
+    found = []
+    for resource in stack.of_type(CONTAINER):
+        inputs = reveal(resource.inputs)
+        planned = (inputs.get("healthcheck") or {}).get("startInterval")
+        info = api.inspect(inputs["name"])
+        if info is None:
+            raise RehearsalError(f"container {inputs['name']} does not exist")
+        actual = (info["Config"].get("Healthcheck") or {}).get("StartInterval") or 0
+        if version >= 13 and planned is None:
+            raise RehearsalError(f"the Debian {version} plan sets no start interval on "
+                                 f"{inputs['name']}")
+        if version < 13 and planned is not None:
+            raise RehearsalError(f"the Debian {version} plan sets a start interval on "
+                                 f"{inputs['name']}, which its Docker cannot take")
+        if actual != (_ns(planned) if planned else 0):
+            raise RehearsalError(f"{inputs['name']}: Healthcheck.StartInterval is {actual} ns, "
+                                 f"the plan says {planned or 'none'}")
+        found.append(f"{inputs['name']} {planned or 'none'}")
+    return (f"Debian {version}, engine {engine.get('Version')} (API {engine.get('ApiVersion')}): "
+            f"Healthcheck.StartInterval {', '.join(found)}")

@@ -432,3 +432,82 @@ def test_the_engine_api_is_checked_where_the_plan_sends_start_intervals(engine, 
     # The Debian 12 script on the same engine does not ask for it.
     (engine.root / "etc/os-release").write_text(DEBIAN_12)
     assert engine.bootstrap().returncode == 0
+
+
+# --- Debian 13's dockerd: `dockerd --validate` judges the file --------------------------------
+
+REHEARSAL_DEBS = Path(os.environ.get("JAMJAM_REHEARSAL_CACHE", "/var/cache/jamjam-rehearsal")) \
+    / "apt-archives"
+
+
+@pytest.fixture(scope="module")
+def trixie_dockerd(tmp_path_factory) -> Path:
+    """dockerd from Debian 13's docker.io, the engine the bootstrap installs there (this
+    machine's is 20.10, which has no --validate): from the rehearsal's package cache, else
+    downloaded from the machine's Debian mirror with apt, checked against its signed index."""
+    work = tmp_path_factory.mktemp("trixie")
+    debs = sorted(REHEARSAL_DEBS.glob("docker.io_26.*_amd64.deb"))
+    if not debs:
+        mirror = "http://deb.debian.org/debian"
+        lists, cache = work / "lists", work / "cache"
+        (lists / "partial").mkdir(parents=True)
+        (cache / "archives/partial").mkdir(parents=True)
+        (work / "sources.list").write_text(f"deb {mirror} trixie main\n")
+        apt = ["apt-get", "-q", "-o", f"Dir::Etc::sourcelist={work / 'sources.list'}",
+               "-o", "Dir::Etc::sourceparts=-", "-o", f"Dir::State::Lists={lists}",
+               "-o", f"Dir::Cache={cache}", "-o", "APT::Get::List-Cleanup=0"]
+        subprocess.run([*apt, "update"], check=True, capture_output=True, timeout=300)
+        subprocess.run([*apt, "download", "docker.io"], check=True, capture_output=True,
+                       timeout=300, cwd=work)
+        debs = sorted(work.glob("docker.io_26.*_amd64.deb"))
+        assert debs, "Debian 13's mirror has no docker.io 26"
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(work / "root")], check=True, timeout=120)
+    dockerd = work / "root/usr/sbin/dockerd"
+    help_text = subprocess.run([str(dockerd), "--help"], capture_output=True, text=True,
+                               timeout=30).stdout
+    assert "--validate" in help_text
+    return dockerd
+
+
+def test_debian_13s_dockerd_accepts_the_shipped_daemon_json(trixie_dockerd, tmp_path):
+    shipped = tmp_path / "daemon.json"
+    shipped.write_text(json.dumps(shipped_daemon_json()))
+    result = subprocess.run([str(trixie_dockerd), "--validate", "--config-file", str(shipped)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "configuration OK" in result.stdout + result.stderr, \
+        result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config,why", [
+    ('{"live-restore": "yes"}\n', "cannot unmarshal string"),
+    ('{"log-opts": {"max-size": "100m"}, "no-such-option": true}\n',
+     "don't match any configuration option: no-such-option"),
+])
+def test_on_debian_13_dockerd_validate_refuses_a_bad_daemon_json_before_any_restart(
+        trixie_dockerd, tmp_path, config, why):
+    """The bootstrap's docker step on a Debian 13 host: `dockerd --validate` (not jq) judges
+    the new file, and a refused one is neither installed nor followed by a restart."""
+    root, bindir = tmp_path / "root", tmp_path / "bin"
+    (root / "etc/docker").mkdir(parents=True)
+    (root / "etc/os-release").write_text(DEBIAN_12.replace("12", "13"))
+    bindir.mkdir()
+    (bindir / "dockerd").symlink_to(trixie_dockerd)
+    # Any restart would be a failure of the test: this systemctl records and refuses.
+    (bindir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >>{tmp_path}/calls\nexit 1\n")
+    (bindir / "systemctl").chmod(0o755)
+    script = tmp_path / "bootstrap-13.sh"
+    script.write_text(bootstrap_script(Debian(13)))
+    override = tmp_path / "override.json"
+    override.write_text(config)
+    result = subprocess.run(
+        ["bash", str(script), "--user", "jamjam", "--step", "docker"],
+        env={"PATH": f"{bindir}:{PATH}", "JAMJAM_ROOT": str(root),
+             "JAMJAM_DOCKER_DAEMON_JSON": str(override)},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line = _single_line(result.stderr)
+    assert line.startswith(f"bootstrap: did not install the new {root}/etc/docker/daemon.json "
+                           "nor restart dockerd: dockerd --validate rejects it: "), line
+    assert why in line, line
+    assert not (root / "etc/docker/daemon.json").exists()
+    assert not (tmp_path / "calls").exists(), "systemctl was called"
