@@ -79,7 +79,7 @@ class Debian:
                     "so a replaced container is healthy again within seconds")
         return (f"{head}: no healthcheck start interval before Docker 25, so a replaced "
                 "container is healthy again only after one healthcheck interval (~30 s); "
-                f"Debian 13 shortens that to seconds (README \"Hosts\")")
+                "Debian 13 shortens that to seconds (README \"The host\")")
 
 
 _PLACEHOLDERS = re.compile(r"^(DEBIAN_VERSION|DOCKER_API_MIN|DEBIAN_SETTING)=@[A-Z_]+@$", re.M)

@@ -662,7 +662,7 @@ def _config_override(text: str) -> tuple[str, Any]:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, naming the argument and the fix
         self.exit(2, f"rehearsal: {message}; usage: python -m rehearsal [--stack "
-                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench]\n")
+                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench] [--config KEY=VALUE]\n")
 
 
 def main(argv: list[str] | None = None) -> int:
