@@ -6,7 +6,8 @@
 #   packages  Docker engine and the tools the host jobs use, services enabled on boot
 #   docker    /etc/docker/daemon.json (live-restore, no-new-privileges, no userland proxy, ...):
 #             validated first, dockerd restarted only when it changed, rolled back if dockerd
-#             does not come back with it
+#             does not come back with it; then, where the plan sends healthcheck start
+#             intervals, the engine must speak DOCKER_API_MIN or later
 #   user      the day-to-day user: docker group, passwordless sudo (Pulumi runs `sudo -n`),
 #             the admin's authorized SSH keys if it has none
 #   ssh       key-only SSH: password and root login off, but only once the day-to-day user
