@@ -12,6 +12,7 @@ process. The packages step needs apt and systemd on a real VPS and is not run he
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -26,6 +27,7 @@ from jamjam_infra.host import Debian, bootstrap_script
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "components/files/bootstrap.sh"
 BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
+atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
 BOOTSTRAP.write_text(bootstrap_script(Debian(13)))
 SETTING = "jamjam:vpsDebianVersion"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForBootstrapTestsOnly operator@laptop\n"

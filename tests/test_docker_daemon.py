@@ -12,6 +12,7 @@ run a one-file image made here from the static busybox (no registry is reachable
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "components/files/bootstrap.sh"
 # Written once per run: the tests read the script's text, the engine runs it.
 BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
+atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
 BOOTSTRAP.write_text(bootstrap_script(Debian(12)))
 DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
 FAKE_SYSTEMCTL = ROOT / "tests/fixtures/systemctl-dockerd.sh"
