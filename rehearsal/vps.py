@@ -107,12 +107,22 @@ def base_image(log, suite: str = SUITES[DEFAULT_DEBIAN]) -> Path:
     archives.mkdir(exist_ok=True)
     work = CACHE / f"build-base-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
+    # debootstrap downloads into a cache of this build's own (seeded with hard links to the
+    # shared one), never into the shared one, which other rehearsals read meanwhile.
+    debs = work / "debs"
     try:
+        debs.mkdir(parents=True)
+        for deb in archives.glob("*.deb"):
+            try:
+                os.link(deb, debs / deb.name)
+            except OSError:
+                shutil.copyfile(deb, debs / deb.name)
         # Its own mount namespace: debootstrap mounts /proc and /sys inside the target, and an
         # interrupted build must not leave those mounts on the machine.
         run(["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
-             f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={archives}", suite,
+             f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={debs}", suite,
              str(work / "rootfs"), mirror], timeout=600)
+        _share_debs(debs, f"base-{os.getpid()}")
         rootfs = work / "rootfs"
         for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
@@ -131,6 +141,24 @@ def _os_release(path: Path) -> dict[str, str]:
         return {}
     return {k: v.strip().strip('"') for k, _, v in
             (line.partition("=") for line in text.splitlines()) if v}
+
+
+def _share_debs(new: Path, tag: str) -> None:
+    """Packages downloaded into ``new`` go into the shared cache, each renamed into place whole,
+    so a rehearsal beside this one never reads half a file."""
+    cache = CACHE / "apt-archives"
+    if not new.is_dir():
+        return
+    for deb in new.glob("*.deb"):
+        target = cache / deb.name
+        if target.exists():
+            continue
+        tmp = cache / f".{deb.name}.{tag}"
+        try:
+            shutil.copyfile(deb, tmp)
+            tmp.rename(target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
 
 @dataclass
@@ -333,22 +361,8 @@ class Vps:
         return problems
 
     def _keep_downloads(self) -> None:
-        """Packages this run downloaded go into the shared cache (each renamed into place
-        whole, so a rehearsal beside this one never reads half a file)."""
-        new = self.run_dir / "apt-upper" / "data"
-        cache = CACHE / "apt-archives"
-        if not new.is_dir():
-            return
-        for deb in new.glob("*.deb"):
-            target = cache / deb.name
-            if target.exists():
-                continue
-            tmp = cache / f".{deb.name}.{self.tag}"
-            try:
-                shutil.copyfile(deb, tmp)
-                tmp.rename(target)
-            except OSError:
-                tmp.unlink(missing_ok=True)
+        """Packages this run downloaded go into the shared cache."""
+        _share_debs(self.run_dir / "apt-upper" / "data", self.tag)
 
     # ---- access ---------------------------------------------------------------------------
 
