@@ -49,8 +49,9 @@ bench: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh
 	$(PY) bench/replacement_gap.py --stack $(STACK)
 
-## Rehearse `pulumi up` of STACK on a throwaway Debian 12 VPS with a real Docker engine
-## (needs root; README "Rehearsal"). STACK=production by default: `make rehearse STACK=test`.
+## Rehearse `pulumi up` of STACK on a throwaway VPS of the Debian release the stack names
+## (vpsDebianVersion) with a real Docker engine (needs root; README "Rehearsal").
+## STACK=production by default: `make rehearse STACK=test`.
 STACK ?= production
 rehearse: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh

@@ -8,7 +8,7 @@ import pulumi
 
 import jamjam_app as jamjam
 import settings
-from jamjam_infra.host import Host, HostArgs
+from jamjam_infra.host import Debian, Host, HostArgs
 from jamjam_infra.log_archive import LogArchive, LogArchiveArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.tunnel import Tunnel, TunnelArgs
@@ -28,6 +28,7 @@ vps = Host(jamjam.HOST, HostArgs(
     network=jamjam.NETWORK,
     labels=jamjam.LABELS,
     moved_from=jamjam.MOVED_FROM,
+    debian=Debian(config.vps_debian_version),
     containers=jamjam.containers(config, tunnel_token=tunnel.token),
 ))
 
@@ -50,3 +51,4 @@ pulumi.export("echoAddress", jamjam.echo_address(config))
 pulumi.export("tunnelId", tunnel.tunnel_id)
 pulumi.export("tunnelName", jamjam.tunnel_name(config))
 pulumi.export("operatorChecks", jamjam.operator_checks(config))
+pulumi.export("vpsDebian", vps.debian)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pulumi
 
+from jamjam_infra.host import DEBIAN_RELEASES
 from tools import _pulumi_compat
 
 NAMESPACE = "jamjam"
@@ -141,6 +142,8 @@ class Settings:
     containers: Mapping[str, ContainerOverrides] = field(
         default_factory=lambda: MappingProxyType({r: ContainerOverrides() for r in CONTAINER_ROLES}))
     """Hardening overrides for every role in CONTAINER_ROLES (all None when unset)."""
+    vps_debian_version: int = 13
+    """Debian release of the VPS (a key of jamjam_infra.host.DEBIAN_RELEASES)."""
 
 
 # --- parsers: value in, parsed value out, ValueError(problem) on a bad value ----------------
@@ -208,6 +211,18 @@ def _whole(low: int, high: int, unit: str = "") -> Callable[[Any], int]:
             raise ValueError(problem)
         return value
     return parse
+
+
+def _debian_version(value: Any) -> int:
+    known = " or ".join(f"{v} ({r.codename})" for v, r in DEBIAN_RELEASES.items())
+    try:
+        version = _whole(0, 999)(value)
+    except ValueError:
+        version = None
+    if version not in DEBIAN_RELEASES:
+        raise ValueError(f"must be the VPS's Debian release, {known} (upgrade an older "
+                         "host first)")
+    return version
 
 
 def _bool(value: Any) -> bool:
@@ -355,6 +370,9 @@ TOP_LEVEL: tuple[Setting | Section, ...] = (
             "Public hostname of the signaling server (wss://); must be inside zone."),
     Setting("vpsAddress", _public_ipv4, "203.0.113.10",
             "Public IPv4 address of this stack's VPS.", operator=True),
+    Setting("vpsDebianVersion", _debian_version, 13,
+            "Debian release the VPS runs: 12 (bookworm) or 13 (trixie, whose Docker lets a "
+            "replaced container be healthy within seconds).", default=13, type="integer"),
     Setting("cloudflareAccountId", _cloudflare_id, "0123456789abcdef0123456789abcdef",
             "Cloudflare account id (32 hex characters).", operator=True),
     Setting("cloudflareZoneId", _cloudflare_id, "fedcba9876543210fedcba9876543210",
@@ -719,4 +737,5 @@ def load(config: pulumi.Config | None = None, stack: str | None = None) -> Setti
         alert_webhook_url=raw["alertWebhookUrl"],
         containers=MappingProxyType({role: _build(ContainerOverrides, values)
                                      for role, values in raw["containers"].items()}),
+        vps_debian_version=raw["vpsDebianVersion"],
     )

@@ -34,8 +34,8 @@ declare -A needed=(
   [busybox]=busybox-static
   [runuser]=util-linux
   [pg_restore]=postgresql-client
-  # The rehearsal also: a Debian 12 rootfs, the stand-in binaries (gcc -static), the relays
-  # into its namespaces.
+  # The rehearsal also: a Debian 12 or 13 rootfs (bookworm's debootstrap knows trixie), the
+  # stand-in binaries (gcc -static), the relays into its namespaces.
   [debootstrap]=debootstrap
   [gcc]=gcc
   [socat]=socat

@@ -18,13 +18,16 @@ Containers (``jamjam_infra.container``)
     tmpfs={}, user=None)``: every container drops ALL capabilities, sets no-new-privileges,
     memory (= memory+swap) and pids limits. ``spec.with_overrides(memory_mb=..., ...)`` applies
     per-stack overrides. ``Healthcheck(test, interval_s=30, timeout_s=3, retries=3,
-    start_period_s=5)``; containers are created with ``wait=True`` and
+    start_period_s=5, start_interval_s=1)`` (the start interval is sent only to a host whose
+    Docker takes it: Debian 13); containers are created with ``wait=True`` and
     ``wait_timeout=healthcheck.wait_timeout_s()``. ``Labels(namespace="jamjam")`` gives
     ``<ns>.stack``/``<ns>.role``/``<ns>.backup`` (host scripts filter on ``jamjam.stack``).
 
 Hosts (``jamjam_infra.host``)
     ``Host(name, HostArgs(ssh=SshArgs(host, port, user, initial_user, private_key, host_key),
-    stack, network, containers=[spec, ...], labels=Labels(), moved_from=None))``: first contact, bootstrap,
+    stack, network, containers=[spec, ...], labels=Labels(), moved_from=None,
+    debian=Debian(version=13, setting="jamjam:vpsDebianVersion")))``: first contact, bootstrap
+    (refused on a host that does not run that Debian release),
     ufw firewall opening SSH plus exactly the ports its containers publish, a Docker provider
     over ssh://, one bridge network, and per spec its resources, named after the container
     (``<name>`` the docker.Container, ``<name>-image``, ``<name>-volume-<volume>``,
@@ -33,6 +36,8 @@ Hosts (``jamjam_infra.host``)
     (pulumi-command SSH), ``ready`` (depend on it before touching the host) and
     ``containers`` (role -> docker.Container). ``moved_from=MovedFrom(type, name)`` aliases
     the Docker resources to a former parent component (state move, no replacement).
+    ``DEBIAN_RELEASES`` (12, 13) says what each release's docker.io can do; ``host.debian`` is
+    one line on what the host's release means for a replaced container's gap.
 
 Tunnel (``jamjam_infra.tunnel``)
     ``Tunnel(name, TunnelArgs(account_id, zone_id, tunnel_name, routes=[Route(name, hostname,

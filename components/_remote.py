@@ -68,8 +68,10 @@ def remote_file(name: str, conn: command.remote.ConnectionArgs, path: str,
 def remote_script(name: str, conn: command.remote.ConnectionArgs, script: str,
                   args: list[str], delete_args: list[str] | None = None, use_sudo: bool = True,
                   triggers: list[pulumi.Input[str]] | None = None,
-                  opts: pulumi.ResourceOptions | None = None) -> command.remote.Command:
+                  opts: pulumi.ResourceOptions | None = None,
+                  text: str | None = None) -> command.remote.Command:
     """Install components/files/<script> on the host as /usr/local/sbin/jamjam-<stem> and run it.
+    ``text`` replaces the file's content where the program fills values into it.
 
     The script is installed before it runs (not piped into ``bash -s``) so that nothing it
     starts can swallow the rest of it from stdin, and so that ``delete`` still has it to run.
@@ -87,7 +89,7 @@ def remote_script(name: str, conn: command.remote.ConnectionArgs, script: str,
         create=create,
         update=create,
         delete=delete,
-        stdin=read_file(script),
+        stdin=read_file(script) if text is None else text,
         triggers=triggers,
         add_previous_output_in_env=False,
         opts=opts,

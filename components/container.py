@@ -104,7 +104,12 @@ class Volume:
 @dataclass(frozen=True)
 class Healthcheck:
     """Docker's healthcheck; the defaults are SPEC's (interval 30s, timeout 3s, retries 3,
-    start period 5s)."""
+    start period 5s), plus a start interval of 1 s.
+
+    The start interval is how often Docker probes during the start period (Docker 25+). Without
+    it the first probe runs one full interval after start, so a replaced container counts as
+    healthy only ~30 s after it runs, however fast it starts: that is the replacement gap. The
+    host's Docker decides whether it is sent (see :class:`~jamjam_infra.host.Debian`)."""
 
     test: tuple[str, ...]
     """The command, run without a shell: ("pgrep", "echo-server")."""
@@ -112,15 +117,18 @@ class Healthcheck:
     timeout_s: int = 3
     retries: int = 3
     start_period_s: int = 5
+    start_interval_s: int = 1
 
     MARGIN_S = 15
     """Image start and the provider's polling on top of Docker's own schedule."""
 
     def wait_timeout_s(self) -> int:
         """How long ``pulumi up`` waits for healthy before failing: until Docker itself would
-        have called the container unhealthy. Its first probe runs one interval after start,
-        failures inside the start period do not count, then ``retries`` failures in a row
-        (each up to interval + timeout) make it unhealthy."""
+        have called the container unhealthy. Without a start interval its first probe runs one
+        interval after start; with one, probes run sooner during the start period, so the same
+        bound holds on either engine (start_interval_s <= interval_s). Failures inside the start
+        period do not count, then ``retries`` failures in a row (each up to interval + timeout)
+        make it unhealthy."""
         return (self.start_period_s + self.interval_s
                 + self.retries * (self.interval_s + self.timeout_s) + self.MARGIN_S)
 
@@ -230,6 +238,11 @@ class ContainerSpec:
                 or health.start_period_s < 0:
             raise fail("healthcheck needs a command, interval/timeout/retries >= 1 and a "
                        "start period >= 0")
+        if not 1 <= health.start_interval_s <= health.interval_s:
+            # A start interval longer than the interval would make starting probes rarer than
+            # running ones, and wait_timeout_s() would no longer bound the wait.
+            raise fail(f"healthcheck start_interval_s must be from 1 to interval_s "
+                       f"({health.interval_s}), got {health.start_interval_s}")
         if self.hardening.memory_mb < 6 or self.hardening.pids_limit < 1:
             # Docker refuses memory limits under 6 MB.
             raise fail("hardening.memory_mb must be >= 6 and pids_limit >= 1")
@@ -278,6 +291,8 @@ class DockerHost:
     labels: Labels
     moved_from: pulumi.Output[str] | None = None
     """URN of the component that owned these containers before (see host.MovedFrom)."""
+    start_interval: bool = False
+    """The host's engine takes a healthcheck start interval (Docker 25+, API 1.44)."""
 
 
 def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource,
@@ -323,7 +338,11 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
             interval=f"{spec.healthcheck.interval_s}s",
             timeout=f"{spec.healthcheck.timeout_s}s",
             retries=spec.healthcheck.retries,
-            start_period=f"{spec.healthcheck.start_period_s}s"),
+            start_period=f"{spec.healthcheck.start_period_s}s",
+            # Only where the engine has it: the provider's Docker client refuses the whole
+            # create when an older engine would be sent one.
+            start_interval=(f"{spec.healthcheck.start_interval_s}s" if host.start_interval
+                            else None)),
         # Health-gated rollout: `pulumi up` fails on this container, by name, when the new
         # one is not healthy within the time Docker would take to call it unhealthy.
         wait=True,

@@ -1,19 +1,104 @@
 """A Docker host over SSH: first contact, bootstrap (Docker, the day-to-day user, SSH
 hardening), a firewall that opens SSH and exactly what its containers publish, and the
-containers themselves (pulumi-docker through an ssh:// provider)."""
+containers themselves (pulumi-docker through an ssh:// provider).
+
+A host runs Debian 12 (bookworm) or 13 (trixie), as its stack says (:class:`Debian`); the
+bootstrap refuses any other release before changing anything. The release decides the Docker
+engine (the distribution's docker.io) and so whether healthchecks can probe quickly while a
+container starts (``start_interval``, Docker 25+ only).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import shlex
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from jamjam_infra._remote import connection, remote_script
+from jamjam_infra._remote import connection, read_file, remote_script
 from jamjam_infra.container import (ContainerSpec, DockerHost, Labels, SpecError,
                                     published_ports, run_container)
+
+
+@dataclass(frozen=True)
+class DebianRelease:
+    codename: str
+    docker: str
+    """The docker.io version the release ships (what the bootstrap installs)."""
+    docker_api: str
+    """That engine's API version."""
+
+    @property
+    def start_interval(self) -> bool:
+        # The Docker Go client (the provider's) refuses a create that sets a healthcheck start
+        # interval when the daemon's API is older than 1.44 (Docker 25): sending it to an older
+        # engine fails the deploy instead of being ignored.
+        return _api(self.docker_api) >= _api(START_INTERVAL_API)
+
+
+START_INTERVAL_API = "1.44"
+DEBIAN_RELEASES: dict[int, DebianRelease] = {
+    12: DebianRelease("bookworm", docker="20.10", docker_api="1.41"),
+    13: DebianRelease("trixie", docker="26.1", docker_api="1.45"),
+}
+"""The releases the bootstrap supports (the distribution's docker.io only: no extra source)."""
+
+
+def _api(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True)
+class Debian:
+    """Which Debian release the VPS runs, and the stack setting that says so."""
+
+    version: int = 13
+    setting: str = "jamjam:vpsDebianVersion"
+    """Named in the bootstrap's refusal when the host runs another release, with the fix."""
+
+    @property
+    def release(self) -> DebianRelease:
+        if self.version not in DEBIAN_RELEASES:
+            raise SpecError(f"{self.setting} is {self.version}, but the bootstrap supports Debian "
+                            f"{' or '.join(map(str, DEBIAN_RELEASES))}; fix: pulumi config set "
+                            f"{self.setting} 13 (after installing Debian 13 on the VPS)")
+        return DEBIAN_RELEASES[self.version]
+
+    def describe(self) -> str:
+        """One line for the plan: the release, its Docker and what that means for a replaced
+        container's gap."""
+        release = self.release
+        head = (f"Debian {self.version} ({release.codename}), docker.io {release.docker} "
+                f"(API {release.docker_api})")
+        if release.start_interval:
+            return (f"{head}: healthchecks probe every start interval while a container starts, "
+                    "so a replaced container is healthy again within seconds")
+        return (f"{head}: no healthcheck start interval before Docker 25, so a replaced "
+                "container is healthy again only after one healthcheck interval (~30 s); "
+                "Debian 13 shortens that to seconds (README \"The host\")")
+
+
+_PLACEHOLDERS = re.compile(r"^(DEBIAN_VERSION|DOCKER_API_MIN|DEBIAN_SETTING)=@[A-Z_]+@$", re.M)
+
+
+def bootstrap_script(debian: Debian) -> str:
+    """bootstrap.sh with the stack's Debian release filled in: in the script's text, so a
+    changed setting runs the bootstrap again, and the copy installed on the host checks the
+    same release when an operator runs it by hand."""
+    release = debian.release
+    values = {"DEBIAN_VERSION": str(debian.version),
+              "DOCKER_API_MIN": START_INTERVAL_API if release.start_interval else "",
+              "DEBIAN_SETTING": debian.setting}
+    text, count = _PLACEHOLDERS.subn(lambda m: f"{m[1]}={shlex.quote(values[m[1]])}",
+                                     read_file("bootstrap.sh"))
+    if count != len(values):
+        raise RuntimeError("components/files/bootstrap.sh must keep its DEBIAN_VERSION, "
+                           "DOCKER_API_MIN and DEBIAN_SETTING placeholder lines")
+    return text
 
 
 @dataclass(frozen=True)
@@ -54,6 +139,8 @@ class HostArgs:
     """Name of the user-defined bridge network the containers share (required with containers)."""
     labels: Labels = Labels()
     moved_from: MovedFrom | None = None
+    debian: Debian = field(default_factory=Debian)
+    """The release the VPS runs: the bootstrap checks it, containers use what its Docker can."""
 
 
 class Host(pulumi.ComponentResource):
@@ -72,6 +159,9 @@ class Host(pulumi.ComponentResource):
         super().__init__("jamjam:index:Host", name, None, opts)
         ssh = args.ssh
         _check_placement(name, args)
+        self.debian = args.debian.describe()
+        """What the release means for this host (the plan shows it)."""
+        script = bootstrap_script(args.debian)
         self.connection = connection(ssh.host, ssh.port, ssh.user, ssh.private_key, ssh.host_key)
         bootstrap_args = ["--user", ssh.user]
 
@@ -82,14 +172,14 @@ class Host(pulumi.ComponentResource):
         first_contact = remote_script(
             f"{name}-first-contact",
             connection(ssh.host, ssh.port, ssh.initial_user, ssh.private_key, ssh.host_key),
-            "bootstrap.sh", bootstrap_args,
+            "bootstrap.sh", bootstrap_args, text=script,
             use_sudo=ssh.initial_user != "root",
             triggers=[ssh.host],
             opts=pulumi.ResourceOptions(
                 parent=self, ignore_changes=["connection", "create", "update", "stdin"]),
         )
         bootstrap = remote_script(
-            f"{name}-bootstrap", self.connection, "bootstrap.sh", bootstrap_args,
+            f"{name}-bootstrap", self.connection, "bootstrap.sh", bootstrap_args, text=script,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[first_contact]),
         )
         # Derived from the specs, so a port is opened exactly when a container publishes it.
@@ -130,6 +220,7 @@ class Host(pulumi.ComponentResource):
         host = DockerHost(name=name, provider=provider, network=network,
                           connection=self.connection, ready=self.ready, stack=args.stack,
                           labels=args.labels, network_name=args.network,
+                          start_interval=args.debian.release.start_interval,
                           moved_from=pulumi.create_urn(old.name, old.type) if old else None)
         # Specs come in dependency order (checked by _check_placement).
         for spec in args.containers:

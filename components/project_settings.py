@@ -40,7 +40,7 @@ import pulumi
 import pulumi_command as command
 
 from jamjam_infra.container import ContainerSpec
-from jamjam_infra.host import HostArgs, SshArgs
+from jamjam_infra.host import DEBIAN_RELEASES, Debian, HostArgs, SshArgs
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.r2_store import BUCKET_NAME, R2StoreArgs, Retention, rclone_config_path
 from jamjam_infra.tunnel import ExternalCheck, Route, TunnelArgs
@@ -73,6 +73,8 @@ class Operator:
     zone_id: str
     ssh: SshArgs
     alert_webhook_url: pulumi.Output[str] | None
+    debian: Debian = Debian()
+    """The Debian release the VPS runs (``vpsDebianVersion``, default 13)."""
 
     @property
     def on_host(self) -> str:
@@ -129,7 +131,7 @@ class SiteConfig:
     def host(self, network: str, containers: Sequence[ContainerSpec]) -> HostArgs:
         """The operator's VPS, running ``containers`` on the bridge ``network``."""
         return HostArgs(ssh=self.operator.ssh, stack=self.stack, network=network,
-                        containers=containers)
+                        containers=containers, debian=self.operator.debian)
 
     def store(self, bucket: str, purpose: str,
               connection: command.remote.ConnectionArgs | None = None,
@@ -264,7 +266,8 @@ class StackConfig:
 
     def operator(self) -> Operator:
         """vpsAddress, cloudflareAccountId, cloudflareZoneId, sshPrivateKey (secret), and the
-        optional ssh.user / ssh.hostKey / alertWebhookUrl (secret)."""
+        optional ssh.user / ssh.hostKey / alertWebhookUrl (secret) / vpsDebianVersion (12 or
+        13, default 13)."""
         def ipv4(raw: str) -> str:
             try:
                 address = ipaddress.IPv4Address(raw.strip())
@@ -281,6 +284,7 @@ class StackConfig:
         account = self._read("cloudflareAccountId", "<32-hex account id>", _REQUIRED,
                              cloudflare_id)
         zone_id = self._read("cloudflareZoneId", "<32-hex zone id>", _REQUIRED, cloudflare_id)
+        debian = self.debian_version()
         ssh = self._config.get_object("ssh") or {}
         user = str(ssh.get("user", "ops"))
         if not _USER.match(user) or user == "root":
@@ -296,7 +300,19 @@ class StackConfig:
                         private_key=key,
                         host_key=ssh.get("hostKey")),
             alert_webhook_url=webhook,
+            debian=Debian(debian or 13, f"{self.namespace}:vpsDebianVersion"),
         )
+
+    def debian_version(self, key: str = "vpsDebianVersion") -> int | None:
+        """The VPS's Debian release, one of DEBIAN_RELEASES (default 13)."""
+        known = " or ".join(f"{v} ({r.codename})" for v, r in DEBIAN_RELEASES.items())
+
+        def parse(raw: str) -> int:
+            if raw.strip() not in {str(v) for v in DEBIAN_RELEASES}:
+                raise ValueError(f"must be the VPS's Debian release, {known} (upgrade an "
+                                 "older host first)")
+            return int(raw)
+        return self._read(key, 13, 13, parse)
 
     def bucket(self, key: str, example: str) -> str:
         """A required R2 bucket name."""

@@ -1,5 +1,6 @@
-"""`python -m rehearsal [--stack production|test]`: rehearse `pulumi up` of a stack on a
-throwaway Debian 12 VPS with a real Docker engine, then its re-apply, an image change and its
+"""`python -m rehearsal [--stack production|test] [--config KEY=VALUE ...]`: rehearse `pulumi up`
+of a stack on a throwaway Debian VPS (the release the stack's vpsDebianVersion names) with a
+real Docker engine, then its re-apply, an image change and its
 destroy; print a summary table and exit non-zero if any step failed. See README, "Rehearsal".
 """
 
@@ -27,8 +28,11 @@ from rehearsal import checks  # noqa: E402
 from rehearsal.apply import CONTAINER, IMAGE, NETWORK, VOLUME, Applier, State  # noqa: E402
 from rehearsal.engine import (CACHE, RehearsalError, import_standin, leftovers,  # noqa: E402
                               require_root, require_tools, run, suffix, wait_for)
-from rehearsal.vps import INTERNET_ADDRESS, TOOLS, Vps, base_image  # noqa: E402
-from tools.render import STACKS, RenderedStack, render, reveal, stack_config  # noqa: E402
+from rehearsal.vps import (INTERNET_ADDRESS, SUITES, TOOLS, Vps, base_image,  # noqa: E402
+                           base_image_path, check_plan_release, debian_version,
+                           start_intervals)
+from tools.render import (STACKS, RenderedStack, engine_config, render, reveal,  # noqa: E402
+                          stack_config)
 
 BUCKET_TYPE = "cloudflare:index/r2Bucket:R2Bucket"
 
@@ -48,6 +52,7 @@ class Rehearsal:
     replace: str | None = None          # image reference whose pin is changed; default: first
     bench: bool = False                 # replace every image in turn, printing each gap
     quiet: bool = False
+    config: dict[str, Any] = field(default_factory=dict)   # stack config overrides (--config)
     steps: list[Step] = field(default_factory=list)
     gaps: dict[str, float] = field(default_factory=dict)
     stopped: dict[str, float] = field(default_factory=dict)
@@ -154,8 +159,10 @@ class Rehearsal:
         cold = not any(CACHE.glob("base-*.tar"))
         base = self.step("base image", lambda: self._base(cold))
         self.step("boot VPS", lambda: self._boot(base))
-        self.cron_before = set(os.listdir(vps.rootfs / "etc/cron.d"))
-        self.overrides = {"vpsAddress": vps.address,
+        # Debian 13's minimal image has no /etc/cron.d until cron is installed.
+        cron_d = vps.rootfs / "etc/cron.d"
+        self.cron_before = set(os.listdir(cron_d)) if cron_d.is_dir() else set()
+        self.overrides = {**self.config, "vpsAddress": vps.address,
                           "sshPrivateKey": {"secret": vps.key.read_text()}}
         stack = self.step("render plan", self._render)
         self.stack = stack
@@ -166,6 +173,8 @@ class Rehearsal:
         self.api = self.applier.api(provider)
         self.docker = self.applier.docker_cli(provider)
         self.step("containers healthy", lambda: checks.wait_healthy(self.api, stack))
+        self.step("healthcheck start interval",
+                  lambda: start_intervals(self.api, stack, self.debian))
         self.step("stand-ins behave", lambda: checks.standins(self.api, self.docker, stack))
         self.step("docker provider over ssh://", lambda: self._provider_transport(provider))
         self.step("internet probes", self._probes)
@@ -185,16 +194,21 @@ class Rehearsal:
 
     def _base(self, cold: bool) -> str:
         started = time.monotonic()
-        path = base_image(self.say)
+        self.debian = debian_version(engine_config(self.stack_name, self.config)[0])
+        self.vps.suite = SUITES[self.debian]
+        cold = not base_image_path(self.vps.suite).exists()
+        path = base_image(self.say, self.vps.suite)
         self.base_path = path
         return (f"cold build {time.monotonic() - started:.0f} s" if cold else "cached") + f": {path}"
 
     def _boot(self, base: str) -> str:
         self.vps.start(self.base_path)
-        return f"Debian 12 at {self.vps.address}, sshd on 22, root by key only"
+        return f"{self.vps.release()} at {self.vps.address}, sshd on 22, root by key only"
 
     def _render(self) -> RenderedStack:
         stack = render(self.stack_name, overrides=self.overrides)
+        check_plan_release([str(reveal(r.inputs).get("stdin") or "")
+                            for r in stack.of_type("command:remote:Command")], self.debian)
         return stack
 
     def _apply(self, stack: RenderedStack, previous: State | None = None) -> State:
@@ -637,10 +651,18 @@ def _override_for(stack: str, old: str, new: str) -> dict[str, Any]:
     raise RehearsalError(f"the image {old} is not a value of the stack config; cannot change its pin")
 
 
+def _config_override(text: str) -> tuple[str, Any]:
+    import yaml
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"--config takes KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, naming the argument and the fix
         self.exit(2, f"rehearsal: {message}; usage: python -m rehearsal [--stack "
-                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench]\n")
+                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench] [--config KEY=VALUE]\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -651,13 +673,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="change the pin of the rendered image containing IMAGE (default: the first)")
     parser.add_argument("--bench", action="store_true",
                         help="change every image pin in turn and print each replacement gap")
+    parser.add_argument("--config", metavar="KEY=VALUE", action="append", default=[],
+                        type=_config_override,
+                        help="override one stack config key (VALUE as YAML), e.g. vpsDebianVersion=12")
     args = parser.parse_args(argv)
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
-    rehearsal = Rehearsal(args.stack, replace=args.replace, bench=args.bench)
+    rehearsal = Rehearsal(args.stack, replace=args.replace, bench=args.bench,
+                          config=dict(args.config))
     try:
         return rehearsal.run()
     except RehearsalError as err:

@@ -680,6 +680,14 @@ class Applier:
 
     def _create_container(self, api: DockerApi, inputs: dict, body: dict, more: list[dict]) -> None:
         name = inputs["name"]
+        if (body.get("Healthcheck") or {}).get("StartInterval"):
+            # As the provider's Docker Go client does (client/container_create.go): it refuses
+            # the create, rather than letting an older engine ignore the field.
+            engine = api.request("GET", "/version").get("ApiVersion", "0")
+            if tuple(map(int, engine.split("."))) < (1, 44):
+                raise RehearsalError(f'container {name}: "specify health-check start interval" '
+                                     f"requires API version 1.44, but the Docker daemon API "
+                                     f"version is {engine}")
         api.request("POST", "/containers/create", body, query={"name": name})
         for network in more:
             api.request("POST", f"/networks/{quote(network['name'])}/connect",

@@ -1,4 +1,5 @@
-"""A throwaway Debian 12 VPS: a debootstrap'd rootfs on a tmpfs, booted by vps-init.sh in its
+"""A throwaway Debian VPS (12 or 13, the release the rendered stack names in its
+``<project>:vpsDebianVersion``): a debootstrap'd rootfs on a tmpfs, booted by vps-init.sh in its
 own mount, pid and network namespaces, reachable from an "internet" namespace over a veth pair
 on the documentation range 192.0.2.0/24 (both ends live only in namespaces this run made).
 
@@ -12,18 +13,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from rehearsal.engine import CACHE, Netns, RehearsalError, require_tools, run, veth, wait_for
 
 HERE = Path(__file__).resolve().parent
-SUITE = "bookworm"
-# What a provider's minimal Debian 12 image has: the base system and an SSH server.
+SUITES = {12: "bookworm", 13: "trixie"}
+"""Debian releases the VPS can run, as the library's DEBIAN_RELEASES: debootstrap suites."""
+DEFAULT_DEBIAN = 13
+"""What the library assumes when a stack does not say (jamjam_infra.host.Debian)."""
+# What a provider's minimal Debian image has: the base system and an SSH server.
 BASE_PACKAGES = ("openssh-server",)
 VPS_ADDRESS = "192.0.2.10"
 INTERNET_ADDRESS = "192.0.2.1"
@@ -54,26 +60,69 @@ def _mirror_sources() -> tuple[str, list[str]]:
     return main, hosts
 
 
-def base_image(log) -> Path:
-    """debootstrap minbase + BASE_PACKAGES as a tar, cached outside the repo keyed by suite,
-    package list and mirror. A cold build takes about 40 s and 240 MB."""
+def debian_version(config: Mapping[str, Any]) -> int:
+    """The Debian release of the stack's VPS, from the config the engine hands the program
+    (``namespace:key`` -> string, defaults applied): its ``<project>:vpsDebianVersion``."""
+    found = {k: v for k, v in config.items() if k.endswith(":vpsDebianVersion")}
+    if not found:
+        return DEFAULT_DEBIAN
+    key, value = next(iter(found.items()))
+    try:
+        version = int(str(value).strip())
+    except ValueError:
+        version = None
+    if version not in SUITES:
+        raise RehearsalError(f"{key} is {value!r}; the VPS can run Debian "
+                             f"{' or '.join(map(str, SUITES))}: pulumi config set {key} 13")
+    return version
+
+
+def check_plan_release(stdins: list[str], version: int) -> None:
+    """The rendered plan's bootstrap checks the same release the VPS boots (it reads the
+    stack's setting through the program, the rehearsal through the config)."""
+    shipped = {int(m[1]) for text in stdins
+               for m in re.finditer(r"^DEBIAN_VERSION=([0-9]+)$", text, re.M)}
+    if shipped != {version}:
+        raise RehearsalError(f"the VPS runs Debian {version} but the plan's bootstrap expects "
+                             f"{', '.join(map(str, sorted(shipped))) or 'no release'}")
+
+
+def base_image_path(suite: str) -> Path:
     mirror, _ = _mirror_sources()
-    key = hashlib.sha256(f"{SUITE} minbase {' '.join(BASE_PACKAGES)} {mirror}".encode()).hexdigest()[:16]
-    tar = CACHE / f"base-{SUITE}-{key}.tar"
+    key = hashlib.sha256(f"{suite} minbase {' '.join(BASE_PACKAGES)} {mirror}".encode()).hexdigest()[:16]
+    return CACHE / f"base-{suite}-{key}.tar"
+
+
+def base_image(log, suite: str = SUITES[DEFAULT_DEBIAN]) -> Path:
+    """debootstrap minbase + BASE_PACKAGES as a tar, cached outside the repo keyed by suite,
+    package list and mirror (renamed into place whole: the cache is shared with rehearsals
+    running beside this one). A cold build takes about 40 s and 240 MB."""
+    mirror, _ = _mirror_sources()
+    tar = base_image_path(suite)
     if tar.exists():
         return tar
-    log(f"building the Debian {SUITE} base image (cold cache, about 40 s)")
+    log(f"building the Debian {suite} base image (cold cache, about 40 s)")
     CACHE.mkdir(parents=True, exist_ok=True)
     archives = CACHE / "apt-archives"
     archives.mkdir(exist_ok=True)
     work = CACHE / f"build-base-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
+    # debootstrap downloads into a cache of this build's own (seeded with hard links to the
+    # shared one), never into the shared one, which other rehearsals read meanwhile.
+    debs = work / "debs"
     try:
+        debs.mkdir(parents=True)
+        for deb in archives.glob("*.deb"):
+            try:
+                os.link(deb, debs / deb.name)
+            except OSError:
+                shutil.copyfile(deb, debs / deb.name)
         # Its own mount namespace: debootstrap mounts /proc and /sys inside the target, and an
         # interrupted build must not leave those mounts on the machine.
         run(["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
-             f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={archives}", SUITE,
+             f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={debs}", suite,
              str(work / "rootfs"), mirror], timeout=600)
+        _share_debs(debs, f"base-{os.getpid()}")
         rootfs = work / "rootfs"
         for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
@@ -85,11 +134,39 @@ def base_image(log) -> Path:
     return tar
 
 
+def _os_release(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    return {k: v.strip().strip('"') for k, _, v in
+            (line.partition("=") for line in text.splitlines()) if v}
+
+
+def _share_debs(new: Path, tag: str) -> None:
+    """Packages downloaded into ``new`` go into the shared cache, each renamed into place whole,
+    so a rehearsal beside this one never reads half a file."""
+    cache = CACHE / "apt-archives"
+    if not new.is_dir():
+        return
+    for deb in new.glob("*.deb"):
+        target = cache / deb.name
+        if target.exists():
+            continue
+        tmp = cache / f".{deb.name}.{tag}"
+        try:
+            shutil.copyfile(deb, tmp)
+            tmp.rename(target)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+
 @dataclass
 class Vps:
     tag: str                      # the run's suffix: every name made here carries it
     run_dir: Path
     log: object = print
+    suite: str = SUITES[DEFAULT_DEBIAN]
     address: str = VPS_ADDRESS
     internet: Netns = field(init=False)
     netns: Netns = field(init=False)
@@ -183,12 +260,33 @@ class Vps:
         sources.mkdir(parents=True, exist_ok=True)
         (root / "etc/apt/sources.list").unlink(missing_ok=True)
         for path in Path("/etc/apt/sources.list.d").glob("*.sources"):
-            shutil.copy(path, sources / path.name)
+            (sources / path.name).write_text(self._for_suite(path.read_text()))
         if not any(sources.glob("*.sources")):
-            shutil.copy("/etc/apt/sources.list", root / "etc/apt/sources.list")
+            (root / "etc/apt/sources.list").write_text(
+                self._for_suite(Path("/etc/apt/sources.list").read_text()))
         shutil.copy(HERE / "standins" / "systemctl", root / "usr/bin/systemctl")
         os.chmod(root / "usr/bin/systemctl", 0o755)
         shutil.copy(HERE / "vps-init.sh", self.run_dir / "vps-init.sh")
+
+    def _for_suite(self, sources: str) -> str:
+        """The machine's apt sources pointed at the VPS's release (bookworm-security becomes
+        trixie-security, and so on): same mirror, the VPS's own suites."""
+        machine = _os_release(Path("/etc/os-release")).get("VERSION_CODENAME")
+        if not machine or machine == self.suite:
+            return sources
+        return re.sub(rf"\b{re.escape(machine)}\b", self.suite, sources)
+
+    def release(self) -> str:
+        """Which Debian the VPS runs and which docker.io its mirror offers the bootstrap."""
+        info = _os_release(self.rootfs / "etc/os-release")
+        docker = "unknown"
+        for index in (self.rootfs / "var/lib/apt/lists").glob("*_Packages"):
+            match = re.search(r"^Package: docker\.io\n(?:[^\n]+\n)*?Version: (\S+)$",
+                              index.read_text(errors="replace"), re.M)
+            if match:
+                docker = match[1]
+                break
+        return f"{info.get('PRETTY_NAME', 'Debian ' + self.suite)}, docker.io {docker} on its mirror"
 
     def _start_mirror(self) -> None:
         """The Debian mirror, reachable from inside the VPS at its usual address."""
@@ -263,22 +361,8 @@ class Vps:
         return problems
 
     def _keep_downloads(self) -> None:
-        """Packages this run downloaded go into the shared cache (each renamed into place
-        whole, so a rehearsal beside this one never reads half a file)."""
-        new = self.run_dir / "apt-upper" / "data"
-        cache = CACHE / "apt-archives"
-        if not new.is_dir():
-            return
-        for deb in new.glob("*.deb"):
-            target = cache / deb.name
-            if target.exists():
-                continue
-            tmp = cache / f".{deb.name}.{self.tag}"
-            try:
-                shutil.copyfile(deb, tmp)
-                tmp.rename(target)
-            except OSError:
-                tmp.unlink(missing_ok=True)
+        """Packages this run downloaded go into the shared cache."""
+        _share_debs(self.run_dir / "apt-upper" / "data", self.tag)
 
     # ---- access ---------------------------------------------------------------------------
 
@@ -341,3 +425,32 @@ class Vps:
         return run(self.in_internet(["timeout", "3", *probe]), check=False).returncode == 0
 
 
+
+
+def start_intervals(api: Any, stack: Any, version: int) -> str:
+    """What the VPS's engine made of the plan's healthchecks: on Debian 13 every container
+    runs with the start interval the plan sets; on Debian 12 the plan sets none (the provider's
+    client would refuse the create) and the containers exist, with none."""
+    from rehearsal.apply import CONTAINER, _ns
+    from tools.render import reveal
+    engine = api.request("GET", "/version")
+    found = []
+    for resource in stack.of_type(CONTAINER):
+        inputs = reveal(resource.inputs)
+        planned = (inputs.get("healthcheck") or {}).get("startInterval")
+        info = api.inspect(inputs["name"])
+        if info is None:
+            raise RehearsalError(f"container {inputs['name']} does not exist")
+        actual = (info["Config"].get("Healthcheck") or {}).get("StartInterval") or 0
+        if version >= 13 and planned is None:
+            raise RehearsalError(f"the Debian {version} plan sets no start interval on "
+                                 f"{inputs['name']}")
+        if version < 13 and planned is not None:
+            raise RehearsalError(f"the Debian {version} plan sets a start interval on "
+                                 f"{inputs['name']}, which its Docker cannot take")
+        if actual != (_ns(planned) if planned else 0):
+            raise RehearsalError(f"{inputs['name']}: Healthcheck.StartInterval is {actual} ns, "
+                                 f"the plan says {planned or 'none'}")
+        found.append(f"{inputs['name']} {planned or 'none'}")
+    return (f"Debian {version}, engine {engine.get('Version')} (API {engine.get('ApiVersion')}): "
+            f"Healthcheck.StartInterval {', '.join(found)}")

@@ -1,7 +1,10 @@
 """components/files/bootstrap.sh run for real, without touching this machine.
 
-The SSH step, the one that can lock an operator out, runs against a copy of an sshd config in a
-temporary root (JAMJAM_ROOT) and is judged by the real `sshd -t` / `sshd -T`. The user step runs
+The script runs as the program ships it (components/host.py fills in the stack's Debian release)
+on a host whose /etc/os-release says that release, unless a test says otherwise. The release
+check runs first, against a fake os-release. The SSH step, the one that can lock an operator
+out, runs against a copy of an sshd config in a temporary root (JAMJAM_ROOT) and is judged by
+the real `sshd -t` / `sshd -T`. The user step runs
 unchanged (real useradd, visudo and sudo) inside a private mount namespace where copies of /etc,
 /home, /root and the login records are mounted over the real ones; the mounts vanish with the
 process. The packages step needs apt and systemd on a real VPS and is not run here.
@@ -9,21 +12,37 @@ process. The packages step needs apt and systemd on a real VPS and is not run he
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from jamjam_infra.host import Debian, bootstrap_script
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = ROOT / "components/files/bootstrap.sh"
+SHIPPED = ROOT / "components/files/bootstrap.sh"
+BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
+atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
+BOOTSTRAP.write_text(bootstrap_script(Debian(13)))
+SETTING = "jamjam:vpsDebianVersion"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForBootstrapTestsOnly operator@laptop\n"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherFakeKeyJamjamAddedByHand jamjam@desk\n"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sshd -t, useradd and mounts need root")
+
+
+def os_release(version: str = "13", codename: str = "trixie", distro: str = "debian",
+               name: str = "Debian GNU/Linux") -> str:
+    """/etc/os-release as Debian writes it (quoted and unquoted values both occur)."""
+    return (f'PRETTY_NAME="{name} {version} ({codename})"\nNAME="{name}"\n'
+            f'VERSION_ID="{version}"\nVERSION="{version} ({codename})"\n'
+            f"VERSION_CODENAME={codename}\nID={distro}\n")
 
 
 @pytest.fixture
@@ -36,6 +55,7 @@ def fake_root(tmp_path: Path) -> Path:
     etc.mkdir(parents=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(etc / "host_key")],
                    check=True)
+    (tmp_path / "etc/os-release").write_text(os_release())
     (etc / "sshd_config").write_text(
         f"Include {etc}/sshd_config.d/*.conf\n"
         f"HostKey {etc}/host_key\n"
@@ -44,9 +64,10 @@ def fake_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_ssh_step(root: Path, user: str = "jamjam") -> subprocess.CompletedProcess:
+def run_ssh_step(root: Path, user: str = "jamjam",
+                 script: Path = BOOTSTRAP) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAMJAM_ROOT": str(root), "PATH": PATH}
-    return subprocess.run(["bash", str(BOOTSTRAP), "--user", user, "--step", "ssh"], env=env,
+    return subprocess.run(["bash", str(script), "--user", user, "--step", "ssh"], env=env,
                           capture_output=True, text=True, timeout=30)
 
 
@@ -159,6 +180,8 @@ def sandbox(tmp_path: Path) -> Path:
     (tmp_path / "root").mkdir(mode=0o700)
     (tmp_path / "root/.ssh").mkdir(mode=0o700)
     (tmp_path / "root/.ssh/authorized_keys").write_text(KEY_LINE)
+    (tmp_path / "etc/os-release").unlink()  # often a link into /usr/lib
+    (tmp_path / "etc/os-release").write_text(os_release())
     return tmp_path
 
 
@@ -229,3 +252,74 @@ def test_the_other_steps_refuse_a_test_root(tmp_path):
         result = subprocess.run(["bash", str(BOOTSTRAP), "--user", "jamjam", "--step", step],
                                 env=env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 1 and "ssh and docker only" in result.stderr
+
+
+# --- the release check, before any step --------------------------------------------------
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("bootstrap: "), stderr
+    return lines[0]
+
+
+def test_a_host_on_another_debian_release_is_refused_before_anything_changes(fake_root):
+    give_key(fake_root)
+    (fake_root / "etc/os-release").write_text(os_release("12", "bookworm"))
+    result = run_ssh_step(fake_root)
+    assert result.returncode == 1
+    line = _one_line(result.stderr)
+    assert f"this host runs Debian 12 but {SETTING} is 13" in line
+    assert f"fix: pulumi config set {SETTING} 12 (or upgrade the host to Debian 13)" in line
+    assert not (fake_root / "etc/ssh/sshd_config.d").exists(), "the ssh step ran anyway"
+    assert effective(fake_root)["passwordauthentication"] == "yes"
+
+
+def test_a_debian_12_script_runs_on_debian_12(fake_root, tmp_path):
+    give_key(fake_root)
+    (fake_root / "etc/os-release").write_text(os_release("12", "bookworm"))
+    script = tmp_path / "bootstrap-12.sh"
+    script.write_text(bootstrap_script(Debian(12)))
+    result = run_ssh_step(fake_root, script=script)
+    assert result.returncode == 0, result.stderr
+    assert effective(fake_root)["passwordauthentication"] == "no"
+
+
+@pytest.mark.parametrize("text,words", [
+    (os_release("24.04", "noble", "ubuntu", "Ubuntu"),
+     f"this host runs Ubuntu 24.04 (noble), not Debian; {SETTING} supports Debian 12 or 13"),
+    (os_release("14", "forky"), f"this host runs Debian 14 but {SETTING} is 13"),
+    ('ID=debian\nPRETTY_NAME="Debian GNU/Linux trixie/sid"\n',
+     f"this host runs Debian without a VERSION_ID but {SETTING} is 13"),
+])
+def test_other_systems_are_refused_in_one_line(fake_root, text, words):
+    give_key(fake_root)
+    (fake_root / "etc/os-release").write_text(text)
+    result = run_ssh_step(fake_root)
+    assert result.returncode == 1 and words in _one_line(result.stderr)
+    assert not (fake_root / "etc/ssh/sshd_config.d").exists()
+
+
+def test_without_os_release_nothing_changes(fake_root):
+    give_key(fake_root)
+    (fake_root / "etc/os-release").unlink()
+    result = run_ssh_step(fake_root)
+    assert result.returncode == 1
+    assert f"cannot read {fake_root}/etc/os-release" in _one_line(result.stderr)
+
+
+def test_the_repository_copy_does_not_run_without_the_program(fake_root):
+    """Only the program knows the stack's release; the file in the repository has
+    placeholders and refuses to act on a guess."""
+    give_key(fake_root)
+    result = run_ssh_step(fake_root, script=SHIPPED)
+    assert result.returncode == 1
+    assert "has no Debian release filled in" in _one_line(result.stderr)
+    assert not (fake_root / "etc/ssh/sshd_config.d").exists()
+
+
+def test_the_user_step_is_refused_on_another_release_too(sandbox):
+    (sandbox / "etc/os-release").write_text(os_release("12", "bookworm"))
+    result = user_step(sandbox)
+    assert result.returncode == 1 and "this host runs Debian 12" in result.stderr
+    assert "jamjam" not in (sandbox / "etc/passwd").read_text()

@@ -2,8 +2,9 @@
 
 Each test starts its own dockerd (docker.io from the distribution) inside a network namespace it
 creates, with its own data root, exec root, pidfile and socket, and a mount namespace in which
-/etc/docker is the test's, so nothing touches this machine's Docker. bootstrap.sh runs unchanged
-with JAMJAM_ROOT set (daemon.json goes under a temporary root); `systemctl` on its PATH is
+/etc/docker is the test's, so nothing touches this machine's Docker. bootstrap.sh runs as the
+program ships it for a Debian 12 host (this machine's docker.io) with JAMJAM_ROOT set (daemon.json
+and the os-release it checks go under a temporary root); `systemctl` on its PATH is
 tests/fixtures/systemctl-dockerd.sh, which restarts and reloads that dockerd the way systemd
 does docker.service, and records each call. The containers
 run a one-file image made here from the static busybox (no registry is reachable).
@@ -11,6 +12,7 @@ run a one-file image made here from the static busybox (no registry is reachable
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -25,8 +27,15 @@ from pathlib import Path
 
 import pytest
 
+from jamjam_infra.host import Debian, bootstrap_script
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = ROOT / "components/files/bootstrap.sh"
+SHIPPED = ROOT / "components/files/bootstrap.sh"
+# Written once per run: the tests read the script's text, the engine runs it.
+BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
+atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
+BOOTSTRAP.write_text(bootstrap_script(Debian(12)))
+DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
 FAKE_SYSTEMCTL = ROOT / "tests/fixtures/systemctl-dockerd.sh"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 IMAGE = "jamjam-test/busybox:1"
@@ -93,6 +102,8 @@ class Engine:
     def __init__(self, root: Path, state: Path, netns: str) -> None:
         self.root, self.state, self.netns = root, state, netns
         self.daemon_json = root / "etc/docker/daemon.json"
+        self.daemon_json.parent.mkdir(parents=True)
+        (root / "etc/os-release").write_text(DEBIAN_12)
         self.socket = f"unix://{state}/docker.sock"
         bindir = state / "bin"
         bindir.mkdir()
@@ -122,13 +133,14 @@ class Engine:
         path = self.state / "calls"
         return path.read_text().splitlines() if path.exists() else []
 
-    def bootstrap(self, config: str | None = None) -> subprocess.CompletedProcess:
+    def bootstrap(self, config: str | None = None,
+                  script: Path = BOOTSTRAP) -> subprocess.CompletedProcess:
         env = dict(self.env)
         if config is not None:
             override = self.state / "override.json"
             override.write_text(config)
             env["JAMJAM_DOCKER_DAEMON_JSON"] = str(override)
-        return subprocess.run(["bash", str(BOOTSTRAP), "--user", "jamjam", "--step", "docker"],
+        return subprocess.run(["bash", str(script), "--user", "jamjam", "--step", "docker"],
                               env=env, capture_output=True, text=True, timeout=300)
 
     def leftovers(self) -> list[str]:
@@ -215,9 +227,9 @@ def test_every_stack_runs_the_docker_step_with_the_shipped_script(stacks, stack)
     """The bootstrap command runs every step (no --step), so the daemon step reaches each VPS,
     and a change to the daemon config changes the script, which reruns it on `pulumi up`."""
     bootstrap = stacks[stack].named("vps-bootstrap")
-    assert bootstrap.inputs["stdin"] == BOOTSTRAP.read_text()
+    assert bootstrap.inputs["stdin"] == bootstrap_script(Debian(13))
     assert "--step" not in bootstrap.inputs["create"]
-    assert "packages docker user ssh" in BOOTSTRAP.read_text(), "the default step order"
+    assert "packages docker user ssh" in SHIPPED.read_text(), "the default step order"
 
 
 def test_the_fake_systemctl_is_shellcheck_clean():
@@ -399,3 +411,105 @@ def test_a_config_change_restarts_dockerd_but_not_the_containers(engine, image_t
     assert engine.calls() == ["reload docker.service", "restart docker.service", "restart docker.service"], "live-restore already on: no reload"
     assert engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid) == started
     assert engine.docker("inspect", "--format", "{{.State.Running}}", cid) == "true"
+
+
+def test_the_engine_api_is_checked_where_the_plan_sends_start_intervals(engine, tmp_path):
+    """A plan for Debian 13 sends healthcheck start intervals, which the provider's client
+    refuses to send an engine older than API 1.44: the docker step says so in one line. On an
+    engine that has it, the same script passes."""
+    (engine.root / "etc/os-release").write_text(DEBIAN_12.replace("12", "13"))
+    script = tmp_path / "bootstrap-13.sh"
+    script.write_text(bootstrap_script(Debian(13)))
+    api = engine.docker("version", "--format", "{{.Server.APIVersion}}")
+    result = engine.bootstrap(script=script)
+    if tuple(map(int, api.split("."))) >= (1, 44):
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 1
+    line = _verdict(result.stderr)
+    assert line == (f"bootstrap: dockerd speaks API {api}, older than the 1.44 the plan's "
+                    "healthcheck start intervals need; fix: install Debian 13's own docker.io "
+                    "(apt-get install docker.io docker-cli), or pulumi config set "
+                    "jamjam:vpsDebianVersion 12 to leave start intervals out")
+    # The Debian 12 script on the same engine does not ask for it.
+    (engine.root / "etc/os-release").write_text(DEBIAN_12)
+    assert engine.bootstrap().returncode == 0
+
+
+# --- Debian 13's dockerd: `dockerd --validate` judges the file --------------------------------
+
+REHEARSAL_DEBS = Path(os.environ.get("JAMJAM_REHEARSAL_CACHE", "/var/cache/jamjam-rehearsal")) \
+    / "apt-archives"
+
+
+@pytest.fixture(scope="module")
+def trixie_dockerd(tmp_path_factory) -> Path:
+    """dockerd from Debian 13's docker.io, the engine the bootstrap installs there (this
+    machine's is 20.10, which has no --validate): from the rehearsal's package cache, else
+    downloaded from the machine's Debian mirror with apt, checked against its signed index."""
+    work = tmp_path_factory.mktemp("trixie")
+    debs = sorted(REHEARSAL_DEBS.glob("docker.io_26.*_amd64.deb"))
+    if not debs:
+        mirror = "http://deb.debian.org/debian"
+        lists, cache = work / "lists", work / "cache"
+        (lists / "partial").mkdir(parents=True)
+        (cache / "archives/partial").mkdir(parents=True)
+        (work / "sources.list").write_text(f"deb {mirror} trixie main\n")
+        apt = ["apt-get", "-q", "-o", f"Dir::Etc::sourcelist={work / 'sources.list'}",
+               "-o", "Dir::Etc::sourceparts=-", "-o", f"Dir::State::Lists={lists}",
+               "-o", f"Dir::Cache={cache}", "-o", "APT::Get::List-Cleanup=0"]
+        subprocess.run([*apt, "update"], check=True, capture_output=True, timeout=300)
+        subprocess.run([*apt, "download", "docker.io"], check=True, capture_output=True,
+                       timeout=300, cwd=work)
+        debs = sorted(work.glob("docker.io_26.*_amd64.deb"))
+        assert debs, "Debian 13's mirror has no docker.io 26"
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(work / "root")], check=True, timeout=120)
+    dockerd = work / "root/usr/sbin/dockerd"
+    help_text = subprocess.run([str(dockerd), "--help"], capture_output=True, text=True,
+                               timeout=30).stdout
+    assert "--validate" in help_text
+    return dockerd
+
+
+def test_debian_13s_dockerd_accepts_the_shipped_daemon_json(trixie_dockerd, tmp_path):
+    shipped = tmp_path / "daemon.json"
+    shipped.write_text(json.dumps(shipped_daemon_json()))
+    result = subprocess.run([str(trixie_dockerd), "--validate", "--config-file", str(shipped)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "configuration OK" in result.stdout + result.stderr, \
+        result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config,why", [
+    ('{"live-restore": "yes"}\n', "cannot unmarshal string"),
+    ('{"log-opts": {"max-size": "100m"}, "no-such-option": true}\n',
+     "don't match any configuration option: no-such-option"),
+])
+def test_on_debian_13_dockerd_validate_refuses_a_bad_daemon_json_before_any_restart(
+        trixie_dockerd, tmp_path, config, why):
+    """The bootstrap's docker step on a Debian 13 host: `dockerd --validate` (not jq) judges
+    the new file, and a refused one is neither installed nor followed by a restart."""
+    root, bindir = tmp_path / "root", tmp_path / "bin"
+    (root / "etc/docker").mkdir(parents=True)
+    (root / "etc/os-release").write_text(DEBIAN_12.replace("12", "13"))
+    bindir.mkdir()
+    (bindir / "dockerd").symlink_to(trixie_dockerd)
+    # Any restart would be a failure of the test: this systemctl records and refuses.
+    (bindir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >>{tmp_path}/calls\nexit 1\n")
+    (bindir / "systemctl").chmod(0o755)
+    script = tmp_path / "bootstrap-13.sh"
+    script.write_text(bootstrap_script(Debian(13)))
+    override = tmp_path / "override.json"
+    override.write_text(config)
+    result = subprocess.run(
+        ["bash", str(script), "--user", "jamjam", "--step", "docker"],
+        env={"PATH": f"{bindir}:{PATH}", "JAMJAM_ROOT": str(root),
+             "JAMJAM_DOCKER_DAEMON_JSON": str(override)},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line = _single_line(result.stderr)
+    assert line.startswith(f"bootstrap: did not install the new {root}/etc/docker/daemon.json "
+                           "nor restart dockerd: dockerd --validate rejects it: "), line
+    assert why in line, line
+    assert not (root / "etc/docker/daemon.json").exists()
+    assert not (tmp_path / "calls").exists(), "systemctl was called"

@@ -18,12 +18,14 @@ import pytest
 
 from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port, PostDeploy,
                                     Volume, docker_run_flags)
-from jamjam_infra.host import Host, HostArgs, MovedFrom, SshArgs
-from jamjam_infra.project_settings import SiteConfig
+from jamjam_infra.host import (DEBIAN_RELEASES, Debian, Host, HostArgs, MovedFrom, SshArgs,
+                               bootstrap_script)
+from jamjam_infra.project_settings import SiteConfig, StackConfigError
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools import _pulumi_compat as compat
-from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
+from tools.render import (RenderedStack, _Mocks, _RecordingMonitor, is_secret, render,
+                          reveal)
 
 CONTAINER = "docker:index/container:Container"
 ACCOUNT = "ac" * 16  # built, not written: no token-shaped literals in the repo
@@ -390,3 +392,76 @@ def test_a_site_config_without_a_project_name_is_refused_at_import():
         @dataclass(frozen=True)
         class Unnamed(SiteConfig):
             bucket: str
+
+
+# --- the host's Debian release and healthcheck start intervals -----------------------------
+
+def _on(debian: Debian | None = None) -> RenderedStack:
+    def program() -> None:
+        args = dict(ssh=_ssh(), stack="test", network="web", containers=[_db(), _app()])
+        Host("vps", HostArgs(**args, **({"debian": debian} if debian else {})))
+    return render_program(program)
+
+
+def test_start_interval_is_sent_only_to_an_engine_that_takes_it():
+    """Docker 25 (API 1.44) added the start interval; the provider's Go client refuses a
+    create that sets one on an older engine, so Debian 12's docker.io 20.10 must not get it."""
+    assert [v for v, r in DEBIAN_RELEASES.items() if r.start_interval] == [13]
+    for debian, expected in ((None, "1s"), (Debian(13), "1s"), (Debian(12), None)):
+        stack = _on(debian)
+        for name in ("web-app", "web-db"):
+            health = stack.named(name).inputs["healthcheck"]
+            assert health.get("startInterval") == expected, (debian, health)
+            assert (health["interval"], health["startPeriod"]) == ("30s", "5s")
+            assert "healthcheck" in stack.named(name).options["replaceOnChanges"]
+
+
+def test_the_wait_bound_holds_with_or_without_a_start_interval():
+    """wait_timeout_s bounds Docker's own schedule: with a start interval the first probes come
+    sooner, never later, so the bound is the same on both releases."""
+    check = Healthcheck(("x",), start_interval_s=30)
+    assert check.wait_timeout_s() == Healthcheck(("x",)).wait_timeout_s()
+    for debian in (Debian(12), Debian(13)):
+        assert _on(debian).named("web-app").inputs["waitTimeout"] == HEALTH.wait_timeout_s()
+    with pytest.raises(ValueError, match="start_interval_s must be from 1 to interval_s"):
+        _app(healthcheck=Healthcheck(("true",), start_interval_s=0))
+    with pytest.raises(ValueError, match="start_interval_s must be from 1 to interval_s"):
+        _app(healthcheck=Healthcheck(("true",), interval_s=10, start_interval_s=11))
+
+
+def test_an_unsupported_release_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match=r"^api:vpsDebianVersion is 11, .* Debian 12 or 13; fix: "
+                                         r"pulumi config set api:vpsDebianVersion 13"):
+        _on(Debian(11, "api:vpsDebianVersion"))
+
+
+def test_the_bootstrap_ships_with_its_release_filled_in():
+    for version, api in ((12, "''"), (13, "1.44")):
+        text = bootstrap_script(Debian(version, "api:vpsDebianVersion"))
+        assert f"\nDEBIAN_VERSION={version}\nDOCKER_API_MIN={api}\n" \
+               "DEBIAN_SETTING=api:vpsDebianVersion\n" in text
+        assert "@" + "DEBIAN" not in text
+    stack = _on(Debian(12))
+    assert stack.named("vps-bootstrap").inputs["stdin"] == bootstrap_script(Debian(12))
+
+
+@pytest.mark.parametrize("value,version", [(None, 13), (12, 12), ("13", 13)])
+def test_an_example_project_reads_its_own_debian_setting(value, version):
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    stack = render("production", project_dir=examples / "thinkring",
+                   overrides={"vpsDebianVersion": value} if value is not None else None,
+                   remove=["vpsDebianVersion"] if value is None else ())
+    script = next(r for r in stack.resources if r.name.endswith("-bootstrap")).inputs["stdin"]
+    assert f"\nDEBIAN_VERSION={version}\n" in script
+    assert "\nDEBIAN_SETTING=thinkring:vpsDebianVersion\n" in script
+
+
+def test_an_example_project_refuses_a_bad_debian_setting_in_one_line():
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    with pytest.raises(StackConfigError) as caught:
+        render("production", project_dir=examples / "thinkring",
+               overrides={"vpsDebianVersion": "11"})
+    assert caught.value.lines == (
+        "thinkring:vpsDebianVersion must be the VPS's Debian release, 12 (bookworm) or "
+        "13 (trixie) (upgrade an older host first), got '11'; fix: pulumi config set "
+        "thinkring:vpsDebianVersion 13",)

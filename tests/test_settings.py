@@ -14,7 +14,7 @@ import yaml
 
 import settings
 from settings import SettingsError
-from tools.render import ROOT, engine_config, render, stack_config
+from tools.render import ROOT, engine_config, render, reveal, stack_config
 
 SSH_KEY = {"secret": "-----EXAMPLE OPENSSH PRIVATE KEY for settings tests-----"}
 
@@ -107,6 +107,10 @@ BAD_INPUTS = [
      "jamjam:containers.echo.capAdd", "did you mean NET_BIND_SERVICE?"),
     ({"containers": {"echo": {"capAdd": ["ALL"]}}}, "jamjam:containers.echo.capAdd",
      "one by one"),
+    # jamjam:vpsDebianVersion: the bootstrap supports Debian 12 and 13 only.
+    ({"vpsDebianVersion": 11}, "jamjam:vpsDebianVersion", "12 (bookworm) or 13 (trixie)"),
+    ({"vpsDebianVersion": "trixie"}, "jamjam:vpsDebianVersion", "Debian release"),
+    ({"vpsDebianVersion": 14}, "jamjam:vpsDebianVersion", "Debian release"),
 ]
 
 # Cases whose one mistake is several bad keys: a missing map is one line per key it must hold.
@@ -390,3 +394,52 @@ def test_fixes_that_read_a_file_or_the_host_work_when_pasted(tmp_path):
         if stdin.exists():
             assert value == key_text and "--secret" in argv
         _spec(key.split(":", 1)[1]).parse(value.strip())
+
+
+# --- vpsDebianVersion: which Debian the VPS runs, and what its Docker can do ----------------
+
+def _healthchecks(stack) -> dict[str, dict]:
+    return {reveal(r.inputs)["name"]: reveal(r.inputs)["healthcheck"]
+            for r in stack.of_type("docker:index/container:Container")}
+
+
+def test_debian_version_defaults_to_13_and_each_stack_sets_it():
+    assert _load({}).vps_debian_version == 13
+    config, _, _ = engine_config("production", remove=["vpsDebianVersion"])
+    assert config["jamjam:vpsDebianVersion"] == "13", "Pulumi.yaml's default"
+    for stack in ("production", "test"):
+        assert stack_config(stack)["jamjam:vpsDebianVersion"] == 13
+    assert _load({"vpsDebianVersion": "12"}).vps_debian_version == 12
+
+
+def test_debian_13_sends_start_intervals_and_ships_the_release_in_the_bootstrap():
+    stack = render("production")
+    assert {h.get("startInterval") for h in _healthchecks(stack).values()} == {"1s"}
+    for name in ("vps-bootstrap", "vps-first-contact"):
+        script = stack.named(name).inputs["stdin"]
+        assert "\nDEBIAN_VERSION=13\n" in script and "\nDOCKER_API_MIN=1.44\n" in script
+        assert "\nDEBIAN_SETTING=jamjam:vpsDebianVersion\n" in script
+        assert "@DEBIAN_VERSION@" not in script
+    assert stack.outputs["vpsDebian"].startswith("Debian 13 (trixie), docker.io 26.1")
+
+
+def test_debian_12_leaves_start_intervals_out_and_the_plan_says_what_that_costs():
+    stack = render("production", overrides={"vpsDebianVersion": 12})
+    checks = _healthchecks(stack)
+    assert checks and all("startInterval" not in h for h in checks.values()), checks
+    # SPEC's schedule stays whichever release runs.
+    assert {(h["interval"], h["timeout"], h["retries"], h["startPeriod"])
+            for h in checks.values()} == {("30s", "3s", 3, "5s")}
+    script = stack.named("vps-bootstrap").inputs["stdin"]
+    assert "\nDEBIAN_VERSION=12\n" in script and "\nDOCKER_API_MIN=''\n" in script
+    assert "one healthcheck interval (~30 s)" in stack.outputs["vpsDebian"]
+
+
+def test_changing_the_release_reruns_the_bootstrap_but_not_first_contact():
+    """The release is in the script's text: a new value is a new stdin, which reruns the
+    bootstrap (and replaces the containers, whose healthcheck changes); first contact ignores
+    its stdin, so it never runs again on a machine that already has the user."""
+    before, after = render("production"), render("production", overrides={"vpsDebianVersion": 12})
+    assert before.named("vps-bootstrap").inputs["stdin"] != after.named("vps-bootstrap").inputs["stdin"]
+    assert "stdin" in before.named("vps-first-contact").options["ignoreChanges"]
+    assert "healthcheck" in before.named("jamjam-echo").options["replaceOnChanges"]

@@ -1,25 +1,38 @@
 #!/usr/bin/env bash
-# Idempotent bootstrap of a fresh Ubuntu/Debian VPS for jamjam, run as root:
+# Idempotent bootstrap of a fresh Debian 12 or 13 VPS for jamjam, run as root:
 #
 #   bootstrap.sh --user jamjam [--step packages|docker|user|ssh ...]
 #
 #   packages  Docker engine and the tools the host jobs use, services enabled on boot
 #   docker    /etc/docker/daemon.json (live-restore, no-new-privileges, no userland proxy, ...):
 #             validated first, dockerd restarted only when it changed, rolled back if dockerd
-#             does not come back with it
+#             does not come back with it; then, where the plan sends healthcheck start
+#             intervals, the engine must speak DOCKER_API_MIN or later
 #   user      the day-to-day user: docker group, passwordless sudo (Pulumi runs `sudo -n`),
 #             the admin's authorized SSH keys if it has none
 #   ssh       key-only SSH: password and root login off, but only once the day-to-day user
 #             has a key, and only if sshd accepts the new configuration
 #
-# With no --step, all four run in that order. Every step can run again without harm.
+# With no --step, all four run in that order. Every step can run again without harm. Before any
+# step, the host must run the Debian release its stack names (DEBIAN_SETTING): otherwise
+# nothing changes and the one error line says which setting to fix.
 # JAMJAM_ROOT (tests only) prefixes the files the ssh and docker steps read and write and skips
-# the sshd reload; the other steps always act on the real system. Under JAMJAM_ROOT only,
+# the sshd reload, and the release check reads its etc/os-release; the other steps always act
+# on the real system. Under JAMJAM_ROOT only,
 # JAMJAM_DOCKER_DAEMON_JSON names a file to install instead of the built-in daemon.json (the
 # tests feed configurations dockerd refuses).
 set -euo pipefail
 
+# Filled in by the program (components/host.py, bootstrap_script) from the stack's setting: in
+# the text, so changing the setting runs the bootstrap again and the copy installed on the host
+# checks the same release when run by hand. DOCKER_API_MIN is set where the plan sends
+# healthcheck start intervals, which an engine older than that API makes the deploy fail on.
+DEBIAN_VERSION=@DEBIAN_VERSION@
+DOCKER_API_MIN=@DOCKER_API_MIN@
+DEBIAN_SETTING=@DEBIAN_SETTING@
+
 ROOT=${JAMJAM_ROOT:-}
+OS_RELEASE=$ROOT/etc/os-release
 SSHD_CONFIG=$ROOT/etc/ssh/sshd_config
 DROP_IN_DIR=$ROOT/etc/ssh/sshd_config.d
 # Sorts before the 50-cloud-init.conf many images ship: sshd keeps the first value it reads.
@@ -38,6 +51,9 @@ DAEMON_JSON_PREVIOUS=$ROOT/etc/docker/.daemon.json.jamjam-previous
 # daemon.json where dockerd is too old for --validate (docker.io 20.10 in Debian 12).
 PACKAGES=(docker.io ufw iptables rclone cron util-linux procps curl ca-certificates gzip sudo
   openssh-server jq)
+# Debian 13 moved the docker command out of docker.io into docker-cli, which docker.io only
+# recommends: --no-install-recommends would leave a host with dockerd and no client.
+CLIENT_PACKAGES=(docker-cli)
 # Compose is for operators only (`docker compose ps`); the program runs containers itself.
 # Ubuntu ships the v2 plugin as docker-compose-v2, Debian as docker-compose (v2 from trixie).
 COMPOSE_PACKAGES=(docker-compose-v2 docker-compose)
@@ -76,6 +92,39 @@ done
 if [ -n "$ROOT" ] && [[ " ${steps[*]} " =~ \ (packages|user)\  ]]; then
   fail "JAMJAM_ROOT applies to --step ssh and docker only; the other steps change the real system"
 fi
+
+# Reads one field of os-release without running the file (it is shell syntax, but not ours).
+os_release_field() {
+  sed -n "s/^$1=//p" "$OS_RELEASE" | head -n 1 | tr -d '"'"'"
+}
+
+check_release() {
+  local id version name
+  [[ $DEBIAN_VERSION =~ ^[0-9]+$ ]] \
+    || fail "this copy has no Debian release filled in; the program ships it (pulumi up), do not run components/files/bootstrap.sh itself"
+  [ -r "$OS_RELEASE" ] || fail "cannot read $OS_RELEASE to check the host runs Debian $DEBIAN_VERSION as $DEBIAN_SETTING says; reinstall the VPS with Debian $DEBIAN_VERSION"
+  id=$(os_release_field ID)
+  version=$(os_release_field VERSION_ID)
+  name=$(os_release_field PRETTY_NAME)
+  if [ "$id" != debian ]; then
+    fail "this host runs ${name:-$id}, not Debian; $DEBIAN_SETTING supports Debian 12 or 13: reinstall the VPS with Debian $DEBIAN_VERSION"
+  fi
+  if [ "$version" != "$DEBIAN_VERSION" ]; then
+    fail "this host runs Debian ${version:-without a VERSION_ID} but $DEBIAN_SETTING is $DEBIAN_VERSION; fix: pulumi config set $DEBIAN_SETTING ${version:-12} (or upgrade the host to Debian $DEBIAN_VERSION)"
+  fi
+}
+
+# Where the plan sends healthcheck start intervals, the engine must take them (API 1.44, Docker
+# 25): the provider's client refuses to create such a container on an older one.
+check_engine_api() {
+  local api
+  [ -n "$DOCKER_API_MIN" ] || return 0
+  api=$(docker version --format '{{.Server.APIVersion}}' 2>/dev/null) \
+    || fail "dockerd does not answer, so its API version cannot be checked (systemctl status docker.service)"
+  if [ "$(printf '%s\n%s\n' "$DOCKER_API_MIN" "$api" | sort -V | head -n 1)" != "$DOCKER_API_MIN" ]; then
+    fail "dockerd speaks API $api, older than the $DOCKER_API_MIN the plan's healthcheck start intervals need; fix: install Debian $DEBIAN_VERSION's own docker.io (apt-get install docker.io docker-cli), or pulumi config set $DEBIAN_SETTING 12 to leave start intervals out"
+  fi
+}
 
 home_of() {
   if [ -n "$ROOT" ]; then
@@ -119,7 +168,9 @@ step_packages() {
   # runs independent commands at the same time (two jobs' installs collided in the rehearsal),
   # and a fresh VPS often runs unattended-upgrades at first boot.
   printf 'DPkg::Lock::Timeout "600";\n' >/etc/apt/apt.conf.d/50jamjam-wait-for-dpkg-lock
-  for package in "${PACKAGES[@]}"; do
+  local wanted=("${PACKAGES[@]}")
+  [ "$DEBIAN_VERSION" -lt 13 ] || wanted+=("${CLIENT_PACKAGES[@]}")
+  for package in "${wanted[@]}"; do
     installed "$package" || missing+=("$package")
   done
   for package in "${COMPOSE_PACKAGES[@]}"; do
@@ -141,6 +192,8 @@ step_packages() {
       apt-get install -y -q --no-install-recommends "${missing[@]}"
     fi
   fi
+  command -v docker >/dev/null 2>&1 \
+    || fail "the docker command is missing after installing docker.io; install its client (apt-get install docker-cli on Debian 13)"
   # restart: always brings the containers back only if dockerd itself starts on boot.
   systemctl enable --now docker.service cron.service
 }
@@ -251,6 +304,11 @@ live_restore_first() {
 }
 
 step_docker() {
+  apply_daemon_json
+  check_engine_api
+}
+
+apply_daemon_json() {
   local tmp reason
   command -v dockerd >/dev/null 2>&1 \
     || fail "dockerd is not installed; run the packages step first (bootstrap.sh --user $user --step packages)"
@@ -383,6 +441,7 @@ EOF
   log "SSH is key-only; root login is off"
 }
 
+check_release
 for step in "${steps[@]}"; do
   "step_$step"
 done
