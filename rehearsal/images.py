@@ -45,9 +45,8 @@ PG_BIN = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
 APP_PY = "/usr/local/lib/jamjam-standin/app.py"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# Engines this process has already given the base image, by their docker host: the base is
-# large, so the check (an inspect) is skipped too once it has succeeded.
-_imported: set[str] = set()
+# One import at a time: two threads deriving images for the same engine must not both send
+# the large base.
 _lock = threading.Lock()
 
 
@@ -220,29 +219,19 @@ def _files_tar(spec: ImageSpec) -> bytes:
     return buf.getvalue()
 
 
-def _engine_key(docker) -> str:
-    # The docker host the callable talks to, from its own `docker context`-free view: the
-    # daemon's id names the engine whatever socket path reaches it.
-    out = docker("info", "--format", "{{.ID}}", timeout=60).stdout.decode().strip()
-    return out or "unknown"
-
-
 def base_image(docker, log=print) -> str:
     """The rootfs as an image in the engine ``docker`` talks to, imported once per engine and
     tagged by the rootfs's key; returns its tag."""
     tar = rootfs(log)
     tag = f"{BASE_REPOSITORY}:{tar.stem.rsplit('-', 1)[-1]}"
     with _lock:
-        engine = _engine_key(docker)
-        if (engine, tag) in _imported:
-            return tag
+        # Asked every time rather than remembered: a run may prune the engine's images.
         if docker("image", "inspect", tag, check=False).returncode != 0:
             with open(tar, "rb") as f:
                 # docker create needs a command; each derived image sets its own.
                 docker("import", "--change", 'CMD ["/bin/true"]', "--change",
                        "LABEL jamjam.rehearsal.standin=examples-base", "-", tag,
                        input=f.read(), timeout=600)
-        _imported.add((engine, tag))
     return tag
 
 
