@@ -61,6 +61,8 @@ class ImageSpec:
     user: str = ""
     env: dict[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()
+    expose: tuple[str, ...] = ()
+    stop_signal: str = ""
     files: tuple[tuple[str, str, int], ...] = ()
     """(path in the image, file under rehearsal/standins/, mode)."""
 
@@ -99,12 +101,15 @@ def spec_for(reference: str) -> ImageSpec | None:
             "postgres", entrypoint=("docker-entrypoint.sh",), cmd=("postgres",),
             env={"PATH": f"{PG_BIN}:{DEFAULT_PATH}", "PGDATA": "/var/lib/postgresql/data",
                  "PG_MAJOR": PG_MAJOR, "LANG": "C.UTF-8"},
-            volumes=("/var/lib/postgresql/data",),
+            volumes=("/var/lib/postgresql/data",), expose=("5432/tcp",),
+            # Fast shutdown: a smart one would wait for the app's connections to close until
+            # Docker's stop timeout kills the server.
+            stop_signal="SIGINT",
             files=(("usr/local/bin/docker-entrypoint.sh", "postgres-entrypoint.sh", 0o755),))
     if repo == "redis":
         return ImageSpec(
             "redis", entrypoint=("docker-entrypoint.sh",), cmd=("redis-server",), workdir="/data",
-            env={"PATH": DEFAULT_PATH}, volumes=("/data",),
+            env={"PATH": DEFAULT_PATH}, volumes=("/data",), expose=("6379/tcp",),
             files=(("usr/local/bin/docker-entrypoint.sh", "redis-entrypoint.sh", 0o755),))
     kind = _APP_REPOSITORIES.get(repo)
     if kind is None:
@@ -241,7 +246,9 @@ def derive(docker, reference: str, spec: ImageSpec, log=print) -> str:
     base = base_image(docker, log)
     tag = reference.split("@")[0]
     name = f"jamjam-derive-{suffix()}"
-    docker("create", "--name", name, base)
+    # `docker commit --change` cannot set STOPSIGNAL; the image keeps the container's own.
+    signal = ["--stop-signal", spec.stop_signal] if spec.stop_signal else []
+    docker("create", "--name", name, *signal, base)
     try:
         if spec.files:
             docker("cp", "-", f"{name}:/", input=_files_tar(spec))
@@ -250,6 +257,7 @@ def derive(docker, reference: str, spec: ImageSpec, log=print) -> str:
                    f"LABEL jamjam.rehearsal.standin={spec.kind}"]
         changes += [f"ENV {k}={v}" for k, v in spec.env.items()]
         changes += [f"VOLUME {json.dumps([v])}" for v in spec.volumes]
+        changes += [f"EXPOSE {port}" for port in spec.expose]
         if spec.user:
             changes.append(f"USER {spec.user}")
         argv = ["commit"]
