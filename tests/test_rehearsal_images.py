@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from rehearsal import images
+from rehearsal.apply import (COMMAND, CONTAINER, IMAGE, NETWORK, DockerApi, _container_body,
+                             dependency_order)
 from rehearsal.engine import Dockerd, Netns, import_standin, leftovers, standin_for, suffix
 from tests.backup_helpers import Host
+from tools.render import ROOT, render, reveal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and dockerd")
 
@@ -88,6 +91,7 @@ def engine():
     try:
         dockerd.start()
         engine = Engine(dockerd)
+        engine.api = DockerApi(dockerd.socket)
         for reference in REFERENCES.values():
             import_standin(engine.docker, reference)
         engine.docker("network", "create", NETWORK)
@@ -302,3 +306,80 @@ def test_the_backup_and_restore_drill_scripts_dump_and_restore_it(engine, db, tm
     # The drill's throwaway container and network are gone.
     assert engine.docker("ps", "-aq", "--filter", "label=jamjam.drill").stdout.strip() == b""
     assert host.alerts() == []
+
+
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").iterdir() if (p / "Pulumi.yaml").exists())
+
+
+def _healthcheck_argv(inputs: dict) -> list[str]:
+    test = inputs["healthcheck"]["tests"]
+    return test[1:] if test[0] == "CMD" else ["sh", "-c", test[1]]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
+    """The example's own plan: its images, its containers from their rendered inputs (env with
+    the generated passwords, commands, users, hardening, volumes, aliases) created in dependency
+    order, each passing its rendered healthcheck before the next starts (the library creates
+    them with wait), and its post-deploy script run as rendered (through a sudo that only
+    drops -n: this engine is reached by DOCKER_HOST, not the VPS's socket)."""
+    stack = render("production", project_dir=ROOT / "examples" / name)
+    sudo = tmp_path / "bin" / "sudo"
+    sudo.parent.mkdir()
+    sudo.write_text('#!/bin/sh\n[ "$1" != -n ] || shift\nexec "$@"\n')
+    sudo.chmod(0o755)
+    env = {**os.environ, **engine.env(), "PATH": f"{sudo.parent}:{os.environ['PATH']}"}
+    made: list[str] = []
+    networks = sorted({reveal(r.inputs)["name"] for r in stack.of_type(NETWORK)}
+                      | {n["name"] for r in stack.of_type(CONTAINER)
+                         for n in reveal(r.inputs).get("networksAdvanced", [])})
+    try:
+        for network in networks:
+            engine.docker("network", "create", network)
+        ids = {r.urn: import_standin(engine.docker, reveal(r.inputs)["name"])
+               for r in stack.of_type(IMAGE)}
+        for resource in dependency_order(stack):
+            inputs = reveal(resource.inputs)
+            if resource.type == COMMAND and resource.name.endswith("-post-deploy"):
+                done = subprocess.run(["bash", "-c", inputs["create"]], input=inputs["stdin"],
+                                      env=env, capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, f"{resource.name}: {done.stderr[-800:]}"
+            if resource.type != CONTAINER:
+                continue
+            image = next(ids[d] for d in resource.options["dependencies"] if d in ids)
+            body, more = _container_body(inputs, image)
+            assert not more
+            engine.api.request("POST", "/containers/create", body, query={"name": inputs["name"]})
+            made.append(inputs["name"])
+            engine.api.request("POST", f"/containers/{inputs['name']}/start")
+            probe = _healthcheck_argv(inputs)
+            deadline = time.monotonic() + 60
+            while engine.docker("exec", inputs["name"], *probe, check=False).returncode != 0:
+                assert time.monotonic() < deadline, (
+                    f"{inputs['name']}: {probe} never passed: {engine.logs(inputs['name'])[-800:]}")
+                time.sleep(0.5)
+        # Every app with a database reached it with the generated password (the worker's
+        # healthcheck alone would not say so), and the bot reached the tracker.
+        for resource in stack.of_type(CONTAINER):
+            inputs = reveal(resource.inputs)
+            envs = " ".join(inputs.get("envs", []))
+            want = ("database and redis reached" if "DATABASE_URL=" in envs or "DB_HOST=" in envs
+                    else "/health: 200" if "TRACKER_URL=" in envs else None)
+            deadline = time.monotonic() + 20
+            while want and want not in engine.logs(inputs["name"]):
+                assert time.monotonic() < deadline, engine.logs(inputs["name"])[-800:]
+                time.sleep(0.5)
+        db = next(reveal(r.inputs) for r in stack.of_type(CONTAINER)
+                  if "POSTGRES_DB=" in " ".join(reveal(r.inputs).get("envs", [])))
+        settings = dict(e.split("=", 1) for e in db["envs"])
+        migrations = engine.sql(db["name"], settings["POSTGRES_USER"], settings["POSTGRES_DB"],
+                                "SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_name = 'rehearsal_migrations'")
+        posts = [r for r in stack.of_type(COMMAND) if r.name.endswith("-post-deploy")]
+        assert migrations == ("1" if posts else "0"), name
+    finally:
+        if made:
+            engine.docker("rm", "-f", "--volumes", *made, check=False)
+        engine.docker("volume", "prune", "--all", "--force", check=False)
+        for network in networks:
+            engine.docker("network", "rm", network, check=False)
