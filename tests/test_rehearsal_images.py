@@ -112,14 +112,14 @@ def db(engine):
     """The workspace example's database, as the library runs it: named volume, hardening,
     --init, the rendered healthcheck."""
     password = _password()
-    engine.run("workspace-db", *DB_HARDENING, *HEALTH, "--network-alias", "db",
-               "--volume", "workspace-db-data:/var/lib/postgresql/data",
+    engine.run("app-db", *DB_HARDENING, *HEALTH, "--network-alias", "db",
+               "--volume", "app-db-data:/var/lib/postgresql/data",
                "--env", "POSTGRES_DB=workspace", "--env", "POSTGRES_USER=workspace",
                "--env", f"POSTGRES_PASSWORD={password}",
                "--health-cmd", "pg_isready --username workspace --dbname workspace", image="db")
-    engine.wait_health("workspace-db", "healthy", timeout=90)
+    engine.wait_health("app-db", "healthy", timeout=90)
     yield password
-    engine.remove("workspace-db")
+    engine.remove("app-db")
 
 
 def _url(password: str, scheme: str = "postgres") -> str:
@@ -141,22 +141,22 @@ def test_references_pick_the_example_standins_and_leave_jamjam_alone():
 
 
 def test_postgres_initialises_hardened_and_keeps_the_official_contract(engine, db):
-    info = json.loads(engine.docker("inspect", "workspace-db").stdout)[0]
+    info = json.loads(engine.docker("inspect", "app-db").stdout)[0]
     assert info["HostConfig"]["CapDrop"] == ["ALL"] and info["HostConfig"]["Init"] is True
     # The server runs as postgres (dropped from root by the entrypoint), on every address.
-    users = engine.docker("exec", "workspace-db", "ps", "-o", "user=", "-C", "postgres").stdout.split()
+    users = engine.docker("exec", "app-db", "ps", "-o", "user=", "-C", "postgres").stdout.split()
     assert users and set(users) == {b"postgres"}
-    assert engine.docker("exec", "workspace-db", "pg_isready", "--host=db", "--quiet",
+    assert engine.docker("exec", "app-db", "pg_isready", "--host=db", "--quiet",
                          check=False).returncode == 0
-    assert engine.sql("workspace-db", "workspace", "workspace", "SHOW listen_addresses") == "*"
+    assert engine.sql("app-db", "workspace", "workspace", "SHOW listen_addresses") == "*"
     # TCP from another container needs the password (scram-sha-256), the socket does not.
-    hba = engine.docker("exec", "workspace-db", "sh", "-c",
+    hba = engine.docker("exec", "app-db", "sh", "-c",
                         "grep -v '^#' \"$PGDATA/pg_hba.conf\" | grep -v '^$' | tail -n 1")
     assert hba.stdout.split() == [b"host", b"all", b"all", b"all", b"scram-sha-256"]
     # The rehearsal's pids-limit proof runs its fork bomb in here too.
-    bomb = engine.docker("exec", "workspace-db", "forkbomb", "800", "0").stdout.decode()
+    bomb = engine.docker("exec", "app-db", "forkbomb", "800", "0").stdout.decode()
     assert "pids.max 200" in bomb and "errno 11" in bomb, bomb
-    engine.wait_health("workspace-db", "healthy")
+    engine.wait_health("app-db", "healthy")
     # The rendered reference is the tag, and the image config is the official one's.
     config = json.loads(engine.docker("image", "inspect", "postgres:16.4").stdout)[0]["Config"]
     assert config["StopSignal"] == "SIGINT" and config["Entrypoint"] == ["docker-entrypoint.sh"]
@@ -234,7 +234,7 @@ def test_post_deploy_commands_migrate_and_collect_static_files(engine, db, tmp_p
     engine.docker("run", "--rm", "--network", NETWORK, *APP_HARDENING,
                   "--env", f"DATABASE_URL={_url(db, 'postgis')}", REFERENCES["rails"],
                   "./bin/rails", "db:migrate")
-    rows = engine.sql("workspace-db", "workspace", "workspace",
+    rows = engine.sql("app-db", "workspace", "workspace",
                       "SELECT command FROM rehearsal_migrations ORDER BY id")
     assert rows.splitlines()[-2:] == ["django migrate", "rails db:migrate"]
     # A wrong password fails the migration (and so the deploy), saying why.
@@ -296,14 +296,14 @@ def test_the_backup_and_restore_drill_scripts_dump_and_restore_it(engine, db, tm
                   "--env", f"DATABASE_URL={_url(db)}", REFERENCES["tracker"],
                   "jamjam-standin-app", "migrate", "before the backup")
     host = Host(tmp_path, engine, store_port=9)
-    name = "workspace-db-backup"
+    name = "app-db-backup"
     dumped = host.run("pg-backup.sh", JAMJAM_BACKUP_NAME=name, JAMJAM_BACKUP_SET="daily",
-                      JAMJAM_DB_CONTAINER="workspace-db", JAMJAM_KEEP_DAYS="7")
+                      JAMJAM_DB_CONTAINER="app-db", JAMJAM_KEEP_DAYS="7")
     assert dumped.returncode == 0, dumped.stderr
     (dump,) = (host.backups / name / "daily").glob("*.dump")
     assert dump.read_bytes()[:5] == b"PGDMP"
     drilled = host.run("pg-restore-drill.sh", JAMJAM_BACKUP_NAME=name,
-                       JAMJAM_DB_CONTAINER="workspace-db", JAMJAM_DRILL_START_TIMEOUT="90",
+                       JAMJAM_DB_CONTAINER="app-db", JAMJAM_DRILL_START_TIMEOUT="90",
                        JAMJAM_DRILL_MAX_AGE_HOURS="1")
     assert drilled.returncode == 0, drilled.stderr
     assert "1 tables" in drilled.stderr, drilled.stderr
