@@ -46,8 +46,8 @@ PG_BIN = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
 APP_PY = "/usr/local/lib/jamjam-standin/app.py"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# One import at a time: two threads deriving images for the same engine must not both send
-# the large base.
+# One build and one import at a time: two threads deriving images for the same engine must
+# not both send the large base.
 _lock = threading.Lock()
 
 
@@ -239,9 +239,10 @@ def _files_tar(spec: ImageSpec) -> bytes:
 def base_image(docker, log=print) -> str:
     """The rootfs as an image in the engine ``docker`` talks to, imported once per engine and
     tagged by the rootfs's key; returns its tag."""
-    tar = rootfs(log)
-    tag = f"{BASE_REPOSITORY}:{tar.stem.rsplit('-', 1)[-1]}"
     with _lock:
+        # Under the lock too: parallel image resources must not each build a cold rootfs.
+        tar = rootfs(log)
+        tag = f"{BASE_REPOSITORY}:{tar.stem.rsplit('-', 1)[-1]}"
         # Asked every time rather than remembered: a run may prune the engine's images.
         if docker("image", "inspect", tag, check=False).returncode != 0:
             with open(tar, "rb") as f:
