@@ -3,8 +3,9 @@ in a network namespace this test makes): the real PostgreSQL initialises under t
 hardening and passes pg_isready; the real pg-backup.sh and pg-restore-drill.sh dump and
 restore it; the app stand-in is unhealthy with a wrong database password and healthy with the
 right one; post-deploy commands migrate and collect static files; Redis answers redis-cli
-ping; the worker and bot are found by their healthchecks. Needs root; a cold cache builds the
-Debian rootfs first (about a minute). Nothing is left behind (asserted)."""
+ping; the worker and bot are found by their healthchecks; and each example's own rendered plan
+(containers, post-deploy and pids-limit commands) runs on them. Needs root; a cold cache builds
+the Debian rootfs first (about a minute). Nothing is left behind (asserted)."""
 
 from __future__ import annotations
 
