@@ -58,7 +58,12 @@ def postgres(name: str, image: str, host: str, *, database: str, user: str,
         secret_env={"POSTGRES_PASSWORD": password},
         volumes=(Volume(volume, POSTGRES_DATA),),
         aliases=(alias,),
-        healthcheck=Healthcheck(("pg_isready", "--username", user, "--dbname", database)),
+        # Over TCP: on first start the image's entrypoint runs a temporary server on the
+        # socket only while it initialises, then restarts it; with a 1 s start interval a
+        # socket probe could call the database healthy in that window and let its clients
+        # start against a server about to go away.
+        healthcheck=Healthcheck(("pg_isready", "--host", "127.0.0.1", "--username", user,
+                                 "--dbname", database)),
         logs=logs,
         # The image's entrypoint starts as root, chowns the data directory and drops to the
         # postgres user (gosu): those capabilities and no others.

@@ -322,7 +322,8 @@ def test_the_postgres_preset_is_a_backed_up_database_with_its_password_secret():
     assert dict(db.secret_env) == {"POSTGRES_PASSWORD": password}
     assert [(v.name, v.target) for v in db.volumes] == [("app-db-data", POSTGRES_DATA)]
     assert db.aliases == ("database",)
-    assert db.healthcheck.test == ("pg_isready", "--username", "app_user", "--dbname", "app")
+    assert db.healthcheck.test == ("pg_isready", "--host", "127.0.0.1", "--username", "app_user",
+                                   "--dbname", "app")
     assert backup_name(db) == "app-db-backup"
     # Only what the entrypoint needs to chown PGDATA and drop to postgres.
     assert set(db.hardening.cap_add) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}

@@ -386,6 +386,19 @@ def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
             while want and want not in engine.logs(inputs["name"]):
                 assert time.monotonic() < deadline, engine.logs(inputs["name"])[-800:]
                 time.sleep(0.5)
+        # And each healthcheck can fail: in an idle container of the same image, where the
+        # process it watches is not running, it must not pass (a probe that finds itself, or
+        # asks a server that is not there and still exits 0, would hide a dead service).
+        for resource in stack.of_type(CONTAINER):
+            inputs = reveal(resource.inputs)
+            idle = f"idle-{inputs['name']}"
+            image = next(ids[d] for d in resource.options["dependencies"] if d in ids)
+            engine.docker("run", "--detach", "--name", idle, "--network", networks[0],
+                          "--entrypoint", "sleep", image, "120")
+            made.append(idle)
+            probe = _healthcheck_argv(inputs)
+            assert engine.docker("exec", idle, *probe, check=False).returncode != 0, (
+                f"{inputs['name']}: {probe} passes with nothing running")
         db = next(reveal(r.inputs) for r in stack.of_type(CONTAINER)
                   if "POSTGRES_DB=" in " ".join(reveal(r.inputs).get("envs", [])))
         settings = dict(e.split("=", 1) for e in db["envs"])

@@ -124,9 +124,12 @@ def app(config: Config, images: S3Credentials) -> App:
         role="worker", name=WORKER, image=config.images["api"], host=HOST,
         command=("./bin/jobs",),
         env=env, secret_env=secret_env,
-        # Is a Solid Queue supervisor running? ruby is in the image; pgrep need not be.
+        # Is a Solid Queue supervisor running? ruby is in the image; pgrep need not be. Solid
+        # Queue sets its process title ($0) to "solid-queue-supervisor(<version>): ...", so
+        # the command line starts with it; a substring search would also find this probe's
+        # own command line and could never fail.
         healthcheck=Healthcheck(("ruby", "-e", "exit Dir['/proc/[0-9]*/cmdline'].any? { |f| "
-                                 "(File.read(f) rescue '').include?('solid-queue') }"),
+                                 "(File.read(f) rescue '').start_with?('solid-queue-supervisor') }"),
                                 start_period_s=30),
         # After the API, whose post-deploy step migrated the schema the jobs use.
         depends_on=("api",),
