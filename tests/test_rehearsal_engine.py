@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from rehearsal import checks
 from rehearsal.apply import CONTAINER, DockerApi, _container_body
-from rehearsal.engine import Dockerd, Netns, RehearsalError, import_standin, leftovers, suffix
+from rehearsal.engine import RehearsalError, import_standin
+from tests.engine_helpers import scratch_engine
 from tools.render import ROOT, RenderedStack, Resource, reveal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and dockerd")
@@ -23,16 +23,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network n
 
 @pytest.fixture(scope="module")
 def engine():
-    tag = suffix()
-    netns = Netns(f"jr-t-{tag}").create()
-    dockerd = Dockerd(netns, Path(f"/run/jamjam-rehearsal-{tag}"))
-    try:
-        dockerd.start()
+    with scratch_engine("t") as dockerd:
         yield dockerd, DockerApi(dockerd.socket)
-    finally:
-        dockerd.remove()
-        netns.delete()
-        assert leftovers(tag) == []
 
 
 def _stack(*inputs: dict, commands: dict[str, str] | None = None) -> RenderedStack:

@@ -14,20 +14,20 @@ import os
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from rehearsal import checks, images
 from rehearsal.apply import (COMMAND, CONTAINER, IMAGE, NETWORK, DockerApi, _container_body,
                              dependency_order)
-from rehearsal.engine import Dockerd, Netns, import_standin, leftovers, standin_for, suffix
+from rehearsal.engine import Dockerd, import_standin, standin_for
 from tests.backup_helpers import Host
+from tests.engine_helpers import scratch_engine
 from tools.render import ROOT, render, reveal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: network namespaces and dockerd")
 
-NETWORK = "app"
+APP_NETWORK = "app"
 # The library's database hardening (components/backup.py postgres(), docker_run_flags).
 DB_HARDENING = ["--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE",
                 "--cap-add", "FOWNER", "--cap-add", "SETGID", "--cap-add", "SETUID",
@@ -58,7 +58,7 @@ class Engine:
         return {"DOCKER_HOST": self.dockerd.host}
 
     def run(self, name: str, *flags: str, image: str, command: tuple[str, ...] = ()) -> None:
-        self.docker("run", "--detach", "--name", name, "--network", NETWORK, *flags,
+        self.docker("run", "--detach", "--name", name, "--network", APP_NETWORK, *flags,
                     REFERENCES[image], *command)
 
     def health(self, name: str) -> str:
@@ -86,21 +86,13 @@ class Engine:
 
 @pytest.fixture(scope="module")
 def engine():
-    tag = suffix()
-    netns = Netns(f"jr-i-{tag}").create()
-    dockerd = Dockerd(netns, Path(f"/run/jamjam-rehearsal-{tag}"))
-    try:
-        dockerd.start()
+    with scratch_engine("i") as dockerd:
         engine = Engine(dockerd)
         engine.api = DockerApi(dockerd.socket)
         for reference in REFERENCES.values():
             import_standin(engine.docker, reference)
-        engine.docker("network", "create", NETWORK)
+        engine.docker("network", "create", APP_NETWORK)
         yield engine
-    finally:
-        dockerd.remove()
-        netns.delete()
-        assert leftovers(tag) == []
 
 
 def _password() -> str:
@@ -228,7 +220,7 @@ def test_post_deploy_commands_migrate_and_collect_static_files(engine, db, tmp_p
     env_file = tmp_path / "env"
     env_file.write_text(f"DB_HOST=db\nDB_PORT=5432\nDB_NAME=workspace\nDB_USER=workspace\n"
                         f"DB_PASSWORD={db}\nDEBUG=False\n")
-    flags = ["run", "--rm", "--network", NETWORK, *APP_HARDENING, "--pull", "never",
+    flags = ["run", "--rm", "--network", APP_NETWORK, *APP_HARDENING, "--pull", "never",
              "--volume", "static:/app/staticfiles", "--env-file", str(env_file),
              REFERENCES["backend"]]
     engine.docker(*flags, "python", "manage.py", "migrate", "--noinput")
@@ -237,14 +229,14 @@ def test_post_deploy_commands_migrate_and_collect_static_files(engine, db, tmp_p
                             REFERENCES["backend"], "/s", "-type", "f").stdout.decode().split()
     assert "/s/rehearsal/collected.txt" in listing
     # Rails' db:migrate, with the postgis:// URL the shiojiri example renders.
-    engine.docker("run", "--rm", "--network", NETWORK, *APP_HARDENING,
+    engine.docker("run", "--rm", "--network", APP_NETWORK, *APP_HARDENING,
                   "--env", f"DATABASE_URL={_url(db, 'postgis')}", REFERENCES["rails"],
                   "./bin/rails", "db:migrate")
     rows = engine.sql("app-db", "workspace", "workspace",
                       "SELECT command FROM rehearsal_migrations ORDER BY id")
     assert rows.splitlines()[-2:] == ["django migrate", "rails db:migrate"]
     # A wrong password fails the migration (and so the deploy), saying why.
-    bad = engine.docker("run", "--rm", "--network", NETWORK, "--env",
+    bad = engine.docker("run", "--rm", "--network", APP_NETWORK, "--env",
                         f"DATABASE_URL={_url(_password())}", REFERENCES["rails"],
                         "./bin/rails", "db:migrate", check=False, timeout=60)
     assert bad.returncode != 0 and b"password authentication failed" in bad.stderr
@@ -298,7 +290,7 @@ def test_redis_and_the_node_server_that_needs_it(engine, db):
 
 
 def test_the_backup_and_restore_drill_scripts_dump_and_restore_it(engine, db, tmp_path):
-    engine.docker("run", "--rm", "--network", NETWORK, *APP_HARDENING,
+    engine.docker("run", "--rm", "--network", APP_NETWORK, *APP_HARDENING,
                   "--env", f"DATABASE_URL={_url(db)}", REFERENCES["tracker"],
                   "jamjam-standin-app", "migrate", "before the backup")
     host = Host(tmp_path, engine, store_port=9)
