@@ -1,6 +1,8 @@
-"""`python -m rehearsal [--stack production|test]`: rehearse `pulumi up` of a stack on a
-throwaway Debian 12 VPS with a real Docker engine, then its re-apply, an image change and its
-destroy; print a summary table and exit non-zero if any step failed. See README, "Rehearsal".
+"""`python -m rehearsal [--project DIR] [--stack production|test]`: rehearse `pulumi up` of a
+stack on a throwaway Debian 12 VPS with a real Docker engine, then its re-apply, an image change
+and its destroy; print a summary table and exit non-zero if any step failed. The project is
+jamjam (this repository) unless --project names another, e.g. examples/thinkring. See README,
+"Rehearsal".
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from rehearsal.apply import CONTAINER, IMAGE, NETWORK, VOLUME, Applier, State  #
 from rehearsal.engine import (CACHE, RehearsalError, import_standin, leftovers,  # noqa: E402
                               require_root, require_tools, run, suffix, wait_for)
 from rehearsal.vps import INTERNET_ADDRESS, TOOLS, Vps, base_image  # noqa: E402
-from tools.render import STACKS, RenderedStack, render, reveal, stack_config  # noqa: E402
+from tools.render import (STACKS, ProjectError, RenderedStack, load_project, render,  # noqa: E402
+                          reveal, stack_config)
 
 BUCKET_TYPE = "cloudflare:index/r2Bucket:R2Bucket"
 
@@ -48,9 +51,23 @@ class Rehearsal:
     replace: str | None = None          # image reference whose pin is changed; default: first
     bench: bool = False                 # replace every image in turn, printing each gap
     quiet: bool = False
+    project_dir: Path = ROOT            # the Pulumi project rehearsed (default: jamjam)
     steps: list[Step] = field(default_factory=list)
     gaps: dict[str, float] = field(default_factory=dict)
     stopped: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def jamjam(self) -> bool:
+        return self.project_dir.resolve() == ROOT
+
+    @property
+    def label(self) -> str:
+        """"stack production" for jamjam (as before), "stack production of examples/x" else."""
+        if self.jamjam:
+            return f"stack {self.stack_name}"
+        where = self.project_dir.resolve()
+        shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+        return f"stack {self.stack_name} of {shown}"
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -91,7 +108,7 @@ class Rehearsal:
         tag = suffix()
         run_dir = Path(f"/run/jamjam-rehearsal-{tag}")
         # Everything this run creates carries the tag; the tests look for it afterwards.
-        self.say(f"rehearsal of stack {self.stack_name}, run tag {tag}")
+        self.say(f"rehearsal of {self.label}, run tag {tag}")
         self.vps = Vps(tag, run_dir, log=self.say)
         self.applier: Applier | None = None
         self.moto: subprocess.Popen | None = None
@@ -137,7 +154,7 @@ class Rehearsal:
 
     def _summary(self) -> None:
         width = max(len(s.name) for s in self.steps)
-        print(f"\nrehearsal of stack {self.stack_name}")
+        print(f"\nrehearsal of {self.label}")
         print(f"{'step'.ljust(width)}  seconds  result")
         for s in self.steps:
             result = s.result if len(s.result) < 160 else s.result[:157] + "..."
@@ -194,8 +211,10 @@ class Rehearsal:
         return f"Debian 12 at {self.vps.address}, sshd on 22, root by key only"
 
     def _render(self) -> RenderedStack:
-        stack = render(self.stack_name, overrides=self.overrides)
-        return stack
+        return self._rendered(self.overrides)
+
+    def _rendered(self, overrides: dict[str, Any]) -> RenderedStack:
+        return render(self.stack_name, overrides=overrides, project_dir=self.project_dir)
 
     def _apply(self, stack: RenderedStack, previous: State | None = None) -> State:
         state, outcomes = self.applier.apply(stack, previous)
@@ -473,7 +492,7 @@ class Rehearsal:
         return s3
 
     def _reapply(self) -> str:
-        stack = render(self.stack_name, overrides=self.overrides)
+        stack = self._rendered(self.overrides)
         before = {c["name"]: self.api.inspect(c["name"])["Id"] for c in checks.containers(stack)}
         state, outcomes = self.applier.apply(stack, self.state)
         ran = [o for o in outcomes if o.action not in ("same", "record", "offline", "blocked")]
@@ -505,8 +524,8 @@ class Rehearsal:
     def _replace_one(self, reference: str) -> str:
         overrides = dict(self.overrides)
         new_ref = _bumped(reference)
-        overrides.update(_override_for(self.stack_name, reference, new_ref))
-        stack = render(self.stack_name, overrides=overrides)
+        overrides.update(_override_for(self.stack_name, reference, new_ref, self.project_dir))
+        stack = self._rendered(overrides)
         users = [c["name"] for c in checks.containers(stack)
                  if any(r.type == IMAGE and reveal(r.inputs)["name"] == new_ref and
                         r.urn in next(x for x in stack.of_type(CONTAINER)
@@ -613,7 +632,7 @@ def _bumped(reference: str) -> str:
     return f"{path}/{new}" if path else new
 
 
-def _override_for(stack: str, old: str, new: str) -> dict[str, Any]:
+def _override_for(stack: str, old: str, new: str, project_dir: Path = ROOT) -> dict[str, Any]:
     """The stack-config override that changes the pin ``old`` to ``new``, wherever the config
     keeps it (the config's shape belongs to the program, not to the rehearsal)."""
     def swap(value):
@@ -630,34 +649,67 @@ def _override_for(stack: str, old: str, new: str) -> dict[str, Any]:
             return [v for v, _ in items], any(h for _, h in items)
         return value, False
 
-    for key, value in stack_config(stack).items():
+    for key, value in stack_config(stack, project_dir).items():
         new_value, hit = swap(value)
         if hit:
             return {key.split(":", 1)[1]: new_value}
     raise RehearsalError(f"the image {old} is not a value of the stack config; cannot change its pin")
 
 
+USAGE = ("usage: python -m rehearsal [--project DIR] [--stack STACK] [--replace IMAGE] "
+         "[--bench]")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, naming the argument and the fix
-        self.exit(2, f"rehearsal: {message}; usage: python -m rehearsal [--stack "
-                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench]\n")
+        self.exit(2, f"rehearsal: {message}; {USAGE}\n")
+
+
+def _example_projects() -> str:
+    return ", ".join(str(p.parent.relative_to(ROOT)) for p in sorted(ROOT.glob("examples/*/Pulumi.yaml")))
+
+
+def project_dir(value: str) -> Path:
+    """--project's directory: as given (relative to the working directory), else relative to
+    the repository (so `make rehearse PROJECT=examples/x` and a run from elsewhere agree)."""
+    for candidate in (Path(value), ROOT / value):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate.resolve()
+    what = "no such directory" if not any(c.is_dir() for c in (Path(value), ROOT / value)) \
+        else "no Pulumi.yaml there"
+    raise argparse.ArgumentTypeError(
+        f"{value}: {what}; pass a Pulumi project directory: . (jamjam) or one of "
+        f"{_example_projects()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m rehearsal", description=__doc__)
-    parser.add_argument("--stack", default="production", choices=STACKS,
-                        help="which stack to rehearse (default production)")
+    parser.add_argument("--project", type=project_dir, default=ROOT, metavar="DIR",
+                        help="the Pulumi project to rehearse (default: jamjam, this repository; "
+                             "e.g. examples/thinkring)")
+    parser.add_argument("--stack", default="production",
+                        help=f"which stack to rehearse (default production; jamjam: {'|'.join(STACKS)})")
     parser.add_argument("--replace", metavar="IMAGE",
                         help="change the pin of the rendered image containing IMAGE (default: the first)")
     parser.add_argument("--bench", action="store_true",
                         help="change every image pin in turn and print each replacement gap")
     args = parser.parse_args(argv)
+    try:
+        stacks = load_project(args.project).stacks
+    except ProjectError as err:
+        parser.error(f"argument --project: {err}")
+    if args.stack not in stacks:
+        shown = "jamjam" if args.project == ROOT else str(
+            args.project.relative_to(ROOT) if args.project.is_relative_to(ROOT) else args.project)
+        parser.error(f"argument --stack: {args.stack!r} is not a stack of {shown}; choose one of "
+                     f"{'|'.join(stacks)}")
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
-    rehearsal = Rehearsal(args.stack, replace=args.replace, bench=args.bench)
+    rehearsal = Rehearsal(args.stack, replace=args.replace, bench=args.bench,
+                          project_dir=args.project)
     try:
         return rehearsal.run()
     except RehearsalError as err:

@@ -290,9 +290,12 @@ UNRESOLVED = re.compile(r"(?:Could not resolve host|Temporary failure resolving|
 @dataclass
 class Outcome:
     resource: Resource
-    action: str            # create, update, replace, delete, record, same
+    action: str            # create, update, replace, delete, retain, record, same
     seconds: float
     detail: str = ""
+    # Wall-clock time it finished: the VPS shares this machine's clock, so it compares with
+    # the engine's own timestamps (a post-deploy command ending before its container's Created).
+    ended: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -725,6 +728,10 @@ class Applier:
         action = "delete"
         if type_.startswith(RECORDED_PREFIXES):
             action = "record"
+        elif opts.get("retainOnDelete"):
+            # As the engine does with retainOnDelete: dropped from the state, left as it is
+            # (the library keeps data volumes this way).
+            action = "retain"
         elif type_ == COMMAND:
             if inputs.get("delete"):
                 self.run_command(fake, "delete")
