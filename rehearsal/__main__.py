@@ -184,6 +184,11 @@ class Rehearsal:
         self.docker = self.applier.docker_cli(provider)
         self.step("containers healthy", lambda: checks.wait_healthy(self.api, stack))
         self.step("stand-ins behave", lambda: checks.standins(self.api, self.docker, stack))
+        self.step("tunnel origins answer the connector", lambda: checks.tunnel_origins(
+            stack, self.docker, import_standin(self.docker, "jamjam-rehearsal/standin:probe")))
+        self.step("post-deploy steps", lambda: checks.post_deploy(
+            stack, self.api, self.docker, vps,
+            {o.resource.urn: o.ended for o in self.last_outcomes}))
         self.step("docker provider over ssh://", lambda: self._provider_transport(provider))
         self.step("internet probes", self._probes)
         self.step("ssh hardened", self._ssh_hardened)
@@ -266,38 +271,44 @@ class Rehearsal:
         if not checks.probe(vps, internet, "tcp", vps.address, "22", "5"):
             raise RehearsalError("22/tcp is closed from the internet")
         lines.append("22/tcp open")
+        # A port the plan neither publishes nor opens in the firewall (8080, jamjam's internal
+        # signaling port, unless a project opens it).
+        opened = {int(p) for r in self.stack.of_type("command:remote:Command")
+                  for p in re.findall(r"--allow[ =](\d+)", str(reveal(r.inputs).get("create", "")))}
+        closed = str(next(p for p in range(8080, 8200)
+                          if p not in opened and p not in {port for port, _ in published}))
         # A service on the host itself listening on every address, on a port the firewall does
         # not allow: reachable inside the VPS, not from the internet.
         listener = subprocess.Popen([*vps.netns.enter(), sys.executable, "-m", "rehearsal.probe",
-                                     "listen", "8080", "30"], cwd=ROOT, stdout=subprocess.PIPE,
+                                     "listen", closed, "30"], cwd=ROOT, stdout=subprocess.PIPE,
                                     env={**os.environ, "PYTHONPATH": str(ROOT)},
                                     start_new_session=True)
         try:
             listener.stdout.readline()
-            if not checks.probe(vps, vps.netns.enter(), "tcp", "127.0.0.1", "8080", "3"):
-                raise RehearsalError("the host listener on 8080 did not come up")
-            if checks.probe(vps, internet, "tcp", vps.address, "8080", "3"):
-                raise RehearsalError("a host service on 8080 is reachable from the internet")
-            lines.append("host listener on 8080 unreachable")
+            if not checks.probe(vps, vps.netns.enter(), "tcp", "127.0.0.1", closed, "3"):
+                raise RehearsalError(f"the host listener on {closed} did not come up")
+            if checks.probe(vps, internet, "tcp", vps.address, closed, "3"):
+                raise RehearsalError(f"a host service on {closed} is reachable from the internet")
+            lines.append(f"host listener on {closed} unreachable")
         finally:
             listener.kill()
             listener.wait()
-        # A container published on 8080 by mistake: Docker's DNAT bypasses ufw's INPUT rules;
+        # A container published on that port by mistake: Docker's DNAT bypasses ufw's INPUT rules;
         # the firewall's DOCKER-USER block must still drop it.
         image = import_standin(self.docker, "jamjam-rehearsal/standin:probe")
-        name = f"rehearsal-publish-8080-{self.tag}"
+        name = f"rehearsal-publish-{closed}-{self.tag}"
         self.api.request("POST", "/containers/create", {
-            "Image": image, "Env": ["JAMJAM_STANDIN_TCP=8080"], "ExposedPorts": {"8080/tcp": {}},
-            "HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "8080"}]}}},
+            "Image": image, "Env": [f"JAMJAM_STANDIN_TCP={closed}"], "ExposedPorts": {f"{closed}/tcp": {}},
+            "HostConfig": {"PortBindings": {f"{closed}/tcp": [{"HostPort": closed}]}}},
             query={"name": name})
         try:
             self.api.request("POST", f"/containers/{name}/start")
             ip = self.api.inspect(name)["NetworkSettings"]["IPAddress"]
-            wait_for(lambda: checks.probe(vps, vps.netns.enter(), "tcp", ip, "8080", "2"), 15,
-                     "the 8080 container listening")
-            if checks.probe(vps, internet, "tcp", vps.address, "8080", "3"):
-                raise RehearsalError("a container published on 8080 is reachable from the internet")
-            lines.append("container published on 8080 by mistake unreachable")
+            wait_for(lambda: checks.probe(vps, vps.netns.enter(), "tcp", ip, closed, "2"), 15,
+                     f"the {closed} container listening")
+            if checks.probe(vps, internet, "tcp", vps.address, closed, "3"):
+                raise RehearsalError(f"a container published on {closed} is reachable from the internet")
+            lines.append(f"container published on {closed} by mistake unreachable")
         finally:
             self.api.request("DELETE", f"/containers/{name}", query={"force": "true"}, ok=(204, 404))
         return lines
@@ -345,16 +356,22 @@ class Rehearsal:
     def _jobs(self, cron_lines) -> None:
         """Each scheduled job once, as cron runs it (same user, command, environment), with
         the knobs the scripts document turned so that each has something to do: a container
-        made unhealthy, a disk threshold of 1 %, R2 replaced by a local S3 server."""
+        made unhealthy, a disk threshold of 1 %, R2 replaced by a local S3 server, files in the
+        synced directories, tables enough for the restore drill. Backups run before the drill
+        that restores them (cron would run the drill on a later day)."""
         if not self.cron_new:
             return
         self.sick = f"rehearsal-unhealthy-{self.tag}"
         self.chatty = f"rehearsal-rotating-{self.tag}"
+        self.job_logs: dict[str, list[str]] = {}
+        jobs = checks.cron_commands(self.vps, self.cron_new)
+        kind = {name: _job_kind(env) for name, (_, _, env) in jobs.items()}
+        order = sorted(jobs, key=lambda n: (kind[n] == "drill", n))
         try:
-            env = self.step("jobs: set up", self._job_setup)
+            env = self.step("jobs: set up", lambda: self._job_setup(jobs, kind))
             syslog = self.vps.rootfs / "var/log/syslog"
-            for name in self.cron_new:
-                user, command, cron_env = checks.cron_commands(self.vps, [name])[name]
+            for name in order:
+                user, command, cron_env = jobs[name]
                 assigns = " ".join(f"{k}={_q(v)}" for k, v in {**cron_env, **env}.items())
                 tag = re.search(r"logger\s+(?:-\S+\s+)*-t\s+(\S+)", command)
                 started = time.monotonic()
@@ -368,6 +385,7 @@ class Rehearsal:
                     # Only the job's own lines (sudo and sshd log to the same socket).
                     mark = re.compile(rf"^<\d+>\w+ +\d+ [\d:]+ {re.escape(tag.group(1))}(\[\d+\])?: ")
                     logged = [line for line in logged if mark.match(line)]
+                self.job_logs[name] = [line.split(": ", 1)[-1] for line in logged]
                 shown = " | ".join(line.split(": ", 1)[-1] for line in logged[-2:])[-200:]
                 ok = out.returncode == 0
                 if not ok and "trivy" in command and not _in_vps_path(self.vps, "trivy"):
@@ -380,16 +398,45 @@ class Rehearsal:
                 self.say(f"== job {name}: exit {out.returncode}; logged: {shown or 'nothing'}")
             self.step("job effect: unhealthy container restarted", self._healed)
             self.step("job effect: alerts reached the webhook", self._alerted)
-            if self.s3 is not None:
-                self.step("job effect: logs in S3 byte for byte", lambda: checks.logs_match(
-                    self.s3, self.buckets[0], self.vps, self.stack_name))
+            for name in order:
+                cron_env = jobs[name][2]
+                if kind[name] == "backup" and self.s3 is not None and cron_env.get("JAMJAM_R2_DEST"):
+                    self.step(f"job effect: {cron_env['JAMJAM_BACKUP_NAME']} "
+                              f"{cron_env['JAMJAM_BACKUP_SET']} dump in S3",
+                              lambda e=cron_env: checks.dumps_in_s3(self.s3, self.vps, e))
+                elif kind[name] == "drill":
+                    self.step(f"job effect: {cron_env['JAMJAM_BACKUP_NAME']} restore drill passed",
+                              lambda n=name, e=cron_env: self._drilled(n, e))
+                elif kind[name] == "sync" and self.s3 is not None:
+                    self.step(f"job effect: {cron_env['JAMJAM_SYNC_NAME']} synced to S3 byte for byte",
+                              lambda e=cron_env: checks.synced_in_s3(
+                                  self.s3, e, self.synced[e["JAMJAM_SYNC_NAME"]]))
+                elif kind[name] == "logs" and self.s3 is not None:
+                    bucket, prefix = checks.rclone_path(cron_env.get("JAMJAM_R2_DEST") or "r2:")
+                    self.step("job effect: logs in S3 byte for byte", lambda b=bucket, p=prefix: (
+                        checks.logs_match(self.s3, b or self.buckets[0], self.vps,
+                                          self.stack_name, p)))
         finally:
             for name in (self.sick, self.chatty):
                 self.api.request("DELETE", f"/containers/{name}", query={"force": "true"},
                                  ok=(204, 404))
             self._sudo("rm -f /run/jamjam-rehearsal-webhook")
 
-    def _job_setup(self) -> dict[str, str]:
+    def _drilled(self, name: str, env: dict[str, str]) -> str:
+        """The drill's own report (it exits 0 only when the restored database answered with
+        enough tables) and nothing of its throwaway server left."""
+        said = [line for line in self.job_logs.get(name, []) if "restored" in line]
+        if not said:
+            raise RehearsalError(f"the restore drill of {env['JAMJAM_BACKUP_NAME']} did not report "
+                                 "a restore: " + " | ".join(self.job_logs.get(name, [])[-2:]))
+        left = self.docker("ps", "-aq", "--filter", f"label=jamjam.drill={env['JAMJAM_BACKUP_NAME']}"
+                           ).stdout.decode().split()
+        if left:
+            raise RehearsalError(f"the drill left {len(left)} container(s) behind")
+        return said[-1].split("pg-restore-drill: ", 1)[-1][:200]
+
+    def _job_setup(self, jobs: dict[str, tuple[str, str, dict[str, str]]],
+                   kind: dict[str, str]) -> dict[str, str]:
         vps, api = self.vps, self.api
         self.receiver = checks.Receiver()
         vps.relay(vps.internet, INTERNET_ADDRESS, 8099, "127.0.0.1", self.receiver.port)
@@ -399,13 +446,36 @@ class Rehearsal:
                "JAMJAM_ALERT_WEBHOOK_FILE": "/run/jamjam-rehearsal-webhook"}
         self.buckets = [reveal(r.inputs).get("name") for r in self.stack.of_type(BUCKET_TYPE)]
         self.s3 = None
+        parts = []
         if self.buckets:
             self.s3 = self._start_s3(self.buckets)
-            conf = vps.rootfs / "etc/jamjam/rclone.conf"
-            remotes = [line.strip()[1:-1] for line in conf.read_text().splitlines()
-                       if line.strip().startswith("[")] if conf.exists() else []
-            for remote in remotes:
+            # Every rclone config the plan installs (jamjam's one, or one per bucket): each
+            # remote's endpoint is pointed at the local S3 server through rclone's own
+            # RCLONE_CONFIG_<REMOTE>_ENDPOINT, which wins over the file.
+            remotes = set()
+            for conf in sorted((vps.rootfs / "etc/jamjam").glob("rclone*.conf")):
+                remotes |= {line.strip()[1:-1] for line in conf.read_text().splitlines()
+                            if line.strip().startswith("[")}
+            for remote in sorted(remotes):
                 env[f"RCLONE_CONFIG_{remote.upper()}_ENDPOINT"] = f"http://{INTERNET_ADDRESS}:8098"
+            parts.append(f"local S3 (moto) for {', '.join(self.buckets)} at {INTERNET_ADDRESS}:8098")
+        # The drill counts the restored tables: the database must have as many as it wants
+        # before the backup runs.
+        wanted: dict[str, int] = {}
+        for name, (_, _, cron_env) in jobs.items():
+            if kind[name] in ("backup", "drill"):
+                db = cron_env["JAMJAM_DB_CONTAINER"]
+                need = int(cron_env.get("JAMJAM_DRILL_MIN_TABLES", "1")) if kind[name] == "drill" else 1
+                wanted[db] = max(wanted.get(db, 1), need)
+        for db, need in sorted(wanted.items()):
+            parts.append(checks.seed_tables(self.docker, db, need))
+        # Something for each directory sync to copy.
+        self.synced = {}
+        for name, (_, _, cron_env) in jobs.items():
+            if kind[name] == "sync":
+                self.synced[cron_env["JAMJAM_SYNC_NAME"]] = checks.put_sync_files(
+                    vps, cron_env["JAMJAM_SYNC_SOURCE"], self.tag)
+                parts.append(f"3 files in {cron_env['JAMJAM_SYNC_SOURCE']}")
         # Something for self-healing to heal: a container with the stack's labels whose
         # healthcheck always fails.
         first = checks.containers(self.stack)[0]
@@ -432,9 +502,7 @@ class Rehearsal:
         api.request("POST", f"/containers/{self.chatty}/start")
         time.sleep(1)
         parts = [f"{self.sick} unhealthy", f"{self.chatty} rotated its log",
-                 f"webhook at {INTERNET_ADDRESS}:8099"]
-        if self.s3 is not None:
-            parts.append(f"local S3 (moto) for {', '.join(self.buckets)} at {INTERNET_ADDRESS}:8098")
+                 f"webhook at {INTERNET_ADDRESS}:8099", *parts]
         self.say("   " + "; ".join(parts))
         return env
 
@@ -572,7 +640,8 @@ class Rehearsal:
         outcomes = self.applier.destroy(self.state, self.stack)
         lines = [f"{sum(o.action == 'delete' for o in outcomes)} deleted, "
                  f"{sum(o.action == 'forget' for o in outcomes)} without a delete command left as they are, "
-                 f"{sum(o.action == 'keep' for o in outcomes)} images kept (keepLocally)"]
+                 f"{sum(o.action == 'keep' for o in outcomes)} images kept (keepLocally), "
+                 f"{sum(o.action == 'retain' for o in outcomes)} retained (retainOnDelete)"]
         if self.vps.ssh(self._user(), "true").returncode != 0:
             raise RehearsalError("SSH is not reachable after destroy")
         lines.append("SSH still reachable")
@@ -586,23 +655,47 @@ class Rehearsal:
                 if isinstance(self.api.request("GET", f"/networks/{name}", ok=(200, 404)), dict) and \
                         self.api.request("GET", f"/networks/{name}", ok=(200, 404)).get("Name") == name:
                     left.append(f"network {name}")
+        kept = []
         for r in self.stack.of_type(VOLUME):
             name = reveal(r.inputs).get("name")
             got = self.api.request("GET", f"/volumes/{name}", ok=(200, 404))
-            if isinstance(got, dict) and got.get("Name") == name:
+            there = isinstance(got, dict) and got.get("Name") == name
+            if r.options.get("retainOnDelete"):
+                # The library keeps data volumes on purpose (retainOnDelete): they must still
+                # be there, as `pulumi destroy` would leave them.
+                if not there:
+                    raise RehearsalError(f"destroy removed the volume {name}, which the plan "
+                                         "retains on delete (retainOnDelete)")
+                kept.append(name)
+            elif there:
                 left.append(f"volume {name}")
         for f in getattr(self, "cron_new", []):
             if (self.vps.rootfs / "etc/cron.d" / f).exists():
                 left.append(f"/etc/cron.d/{f}")
         if left:
             raise RehearsalError("left on the VPS after destroy: " + ", ".join(left))
-        lines.append("no container, network, volume or cron file of the stack left")
+        lines.append("no container, network, volume or cron file of the stack left" + (
+            f" but the volumes the plan keeps on purpose (retainOnDelete): {', '.join(kept)}"
+            if kept else ""))
         return lines
 
     def _user(self) -> str:
         return next(reveal(r.inputs)["connection"]["user"] for r in
                     self.stack.of_type("command:remote:Command")
                     if reveal(r.inputs)["connection"]["user"] != "root")
+
+
+def _job_kind(env: dict[str, str]) -> str:
+    """What a cron file's job is, from the variables its script reads (README per script)."""
+    if env.get("JAMJAM_BACKUP_SET"):
+        return "backup"
+    if env.get("JAMJAM_BACKUP_NAME"):
+        return "drill"
+    if env.get("JAMJAM_SYNC_NAME"):
+        return "sync"
+    if env.get("RCLONE_CONFIG") or env.get("JAMJAM_R2_DEST"):
+        return "logs"
+    return "other"
 
 
 def _gap(samples: list[tuple[float, bool]]) -> float:
