@@ -633,8 +633,9 @@ def route_path(regex: str | None) -> str:
 def tunnel_origins(stack: RenderedStack, docker, probe_image: str) -> list[str]:
     """Each route's origin answers HTTP from inside the connector container's network
     namespace (a throwaway container joined to it with --network container:<connector>, so
-    the same DNS and bridge network the connector's requests use), with a status below 500:
-    the connector would get a real answer, not a dial error or a broken origin."""
+    the same DNS and bridge network the connector's requests use), with the public hostname
+    as Host (cloudflared passes the visitor's), and a status below 500: the connector would
+    get a real answer, not a dial error or a broken origin."""
     routes = tunnel_routes(stack)
     if not routes:
         return ["the tunnel routes to no HTTP origin"]
@@ -645,15 +646,23 @@ def tunnel_origins(stack: RenderedStack, docker, probe_image: str) -> list[str]:
     lines = []
     for connector in names:
         for ingress in routes:
-            url = ingress["service"].rstrip("/") + route_path(ingress.get("path"))
-            shown = f"{ingress.get('hostname', '*')}{ingress.get('path') or ''} -> {url}"
+            service = ingress["service"].rstrip("/")
+            m = re.fullmatch(r"http://([^:/]+)(?::(\d+))?", service)
+            if m is None:
+                raise RehearsalError(f"origin {service}: only plain http:// origins are rehearsed")
+            host, port = m.group(1), m.group(2) or "80"
+            path = route_path(ingress.get("path"))
+            shown = f"{ingress.get('hostname', '*')}{ingress.get('path') or ''} -> {service}{path}"
+            # busybox's nc with a hand-written request: its `wget -S` crashes, and a plain
+            # wget hides the status of an error answer.
+            request = f"GET {path} HTTP/1.0\r\nHost: {ingress.get('hostname') or host}\r\n\r\n"
             out = docker("run", "--rm", "--network", f"container:{connector}", "--entrypoint",
-                         "wget", probe_image, "-S", "-O", "/dev/null", "-T", "10", url,
-                         check=False, timeout=60)
+                         "sh", probe_image, "-c", 'printf "$1" | nc -w 10 "$2" "$3" | head -n 1',
+                         "probe", request, host, port, check=False, timeout=60)
             text = (out.stdout + out.stderr).decode(errors="replace")
             status = HTTP_STATUS.search(text)
             if status is None:
-                last = text.strip().splitlines()[-1:] or ["no output"]
+                last = text.strip().splitlines()[-1:] or ["no answer"]
                 raise RehearsalError(f"{shown}: no HTTP answer from inside {connector}'s network: "
                                      f"{last[0][:160]}")
             if int(status.group(1)) >= 500:
