@@ -301,8 +301,15 @@ def fork_bombs(api: DockerApi, docker, stack: RenderedStack,
     udp = {c["name"]: [int(p["external"]) for p in c.get("ports") or []
                        if p.get("protocol") == "udp" and p.get("external") is not None]
            for c in every}
-    # A bomb next to the UDP server, so the echo answering is a neighbour's health, not luck.
-    target = min(limited, key=lambda c: (bool(udp[c["name"]]), c["name"]))
+    # A bomb next to the UDP server, so the echo answering is a neighbour's health, not luck;
+    # in a container whose stand-in image carries the bomb (`forkbomb`, rehearsal/standins).
+    candidates = sorted(limited, key=lambda c: (bool(udp[c["name"]]), c["name"]))
+    target = next((c for c in candidates if docker(
+        "exec", c["name"], "sh", "-c", "command -v forkbomb", check=False).returncode == 0), None)
+    if target is None:
+        raise RehearsalError("no container with a declared pids limit has the forkbomb stand-in "
+                             f"binary (tried {', '.join(c['name'] for c in candidates)}); the "
+                             "stand-in images must carry /usr/local/bin/forkbomb")
     name, limit = target["name"], limits[target["name"]]
     others = [c for c in every if c["name"] != name]
     done: dict[str, Any] = {}
