@@ -297,7 +297,12 @@ class StandIn:
 
 def standin_for(reference: str) -> StandIn:
     """The stand-in that plays the image ``reference``, by its repository name: jamjam's own
-    images and cloudflared have one each; anything else gets the generic listener."""
+    images and cloudflared have one each; the example projects' PostgreSQL, Redis and app
+    images run real software (rehearsal/images.py); anything else gets the generic listener."""
+    from rehearsal import images
+    spec = images.spec_for(reference)
+    if spec is not None:
+        return StandIn(spec.kind, list(spec.entrypoint or spec.cmd), user=spec.user)
     path, _, last = reference.split("@")[0].rpartition("/")
     last = last.split(":")[0]
     repo = f"{path}/{last}" if path else last
@@ -314,6 +319,10 @@ def standin_for(reference: str) -> StandIn:
 def import_standin(docker, reference: str) -> str:
     """``docker import`` the stand-in for ``reference``, tagged with exactly that reference
     (the rendered one); returns the image id. ``docker`` runs the docker CLI (argv tail)."""
+    from rehearsal import images
+    spec = images.spec_for(reference)
+    if spec is not None:
+        return images.derive(docker, reference, spec)
     standin = standin_for(reference)
     tag = reference.split("@")[0]
     changes = ["--change", "ENTRYPOINT " + _json_list(standin.entrypoint),

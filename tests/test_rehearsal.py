@@ -113,8 +113,10 @@ def test_standins_are_chosen_by_repository_name():
     assert standin_for("cloudflare/cloudflared@sha256:" + "ab" * 32).user == "nonroot"
     assert standin_for("ghcr.io/koeda/jamjam-signaling-server:0.1.0").kind == "signaling"
     assert standin_for("ghcr.io/koeda/jamjam-echo-server:0.1.0").kind == "echo"
-    assert standin_for("postgres:16").kind == "generic"
-    assert standin_for("localhost:5000/redis:7").kind == "generic"
+    # The example projects' images run the real software (rehearsal/images.py).
+    assert standin_for("postgres:16").kind == "postgres"
+    assert standin_for("localhost:5000/redis:7").kind == "redis"
+    assert standin_for("ghcr.io/example/app:1").kind == "generic"
 
 
 def test_the_generic_standin_listens_where_the_container_is_probed():
