@@ -388,7 +388,7 @@ class Rehearsal:
                 self.job_logs[name] = [line.split(": ", 1)[-1] for line in logged]
                 shown = " | ".join(line.split(": ", 1)[-1] for line in logged[-2:])[-200:]
                 ok = out.returncode == 0
-                if not ok and "trivy" in command and not _in_vps_path(self.vps, "trivy"):
+                if not ok and _calls_trivy(self.vps, command) and not _in_vps_path(self.vps, "trivy"):
                     self.steps.append(Step(f"job {name}", time.monotonic() - started,
                                            "not rehearsable: Trivy is not installed, its apt "
                                            "repository is not reachable here", True, ran=False))
@@ -714,6 +714,16 @@ def _q(text: str) -> str:
 
 def _in_vps_path(vps: Vps, tool: str) -> bool:
     return any((vps.rootfs / d / tool).exists() for d in ("usr/bin", "usr/local/bin", "usr/sbin", "bin"))
+
+
+def _calls_trivy(vps: Vps, command: str) -> bool:
+    """The job (its command, or the script it runs from /opt/jamjam/scripts) uses Trivy, whose
+    installation is not rehearsable here (its apt repository is out of reach)."""
+    if "trivy" in command:
+        return True
+    scripts = re.findall(r"(/opt/jamjam/scripts/\S+\.sh)", command)
+    return any("trivy" in (vps.rootfs / s.lstrip("/")).read_text(errors="replace")
+               for s in scripts if (vps.rootfs / s.lstrip("/")).exists())
 
 
 def _bumped(reference: str) -> str:

@@ -564,7 +564,15 @@ class Applier:
                     try:
                         action, detail, outputs, seconds = future.result()
                     except Offline as err:
-                        drop(resource, "offline", str(err), resource.name, 0.0)
+                        # Not a failure of the plan: the host is out of this machine's reach
+                        # only. What depends on it still runs, as after a real deploy's success
+                        # (a dependency for ordering, like the example backups' on the whole
+                        # Operations component, must not hide them); whatever really needs it
+                        # fails on its own and says so.
+                        outcomes.append(Outcome(resource, "offline", 0.0, str(err)))
+                        self.log(f"  offline  {resource.type} {resource.name}: {err}")
+                        state.order.remove(resource.urn)
+                        del state.inputs[resource.urn]
                         continue
                     except RehearsalError as err:
                         failure = failure or RehearsalError(f"{resource.type} {resource.name}: {err}")
