@@ -659,7 +659,9 @@ def tunnel_origins(stack: RenderedStack, docker, probe_image: str) -> list[str]:
                 raise RehearsalError(f"origin {service}: only plain http:// origins are rehearsed")
             host, port = m.group(1), m.group(2) or "80"
             path = route_path(ingress.get("path"))
-            shown = f"{ingress.get('hostname', '*')}{ingress.get('path') or ''} -> {service}{path}"
+            shown = (f"{ingress.get('hostname', '*')}"
+                     + (f" path {ingress['path']}" if ingress.get("path") else "")
+                     + f" -> {service}{path}")
             # busybox's nc with a hand-written request: its `wget -S` crashes, and a plain
             # wget hides the status of an error answer.
             request = f"GET {path} HTTP/1.0\r\nHost: {ingress.get('hostname') or host}\r\n\r\n"
@@ -767,7 +769,7 @@ def post_deploy(stack: RenderedStack, api: DockerApi, docker, vps: Vps, ended: d
             created = _created(api.inspect(container["name"]))
             if ended[command.urn] > created:
                 raise RehearsalError(f"{container['name']} was created before {command.name} ended")
-            lines.append(f"{command.name} ended {created - ended[command.urn]:.1f} s before "
+            lines.append(f"{command.name} ended {created - ended[command.urn]:.2f} s before "
                          f"{container['name']} was created")
         dbs = [reveal(by_urn[u].inputs)["name"] for u in command.options.get("dependencies", [])
                if u in by_urn and by_urn[u].type == CONTAINER]
