@@ -775,7 +775,8 @@ def post_deploy(stack: RenderedStack, api: DockerApi, docker, vps: Vps, ended: d
                if u in by_urn and by_urn[u].type == CONTAINER]
         for argv in runs:
             step = " ".join(argv)
-            if "migrate" in argv:
+            # Django's `manage.py migrate`, Rails' `bin/rails db:migrate`.
+            if any(a == "migrate" or a.endswith(":migrate") for a in argv):
                 if not dbs:
                     raise RehearsalError(f"{command.name} runs `{step}` but waits for no database container")
                 for db in dbs:
