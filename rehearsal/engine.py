@@ -299,7 +299,7 @@ def standin_for(reference: str) -> StandIn:
     """The stand-in that plays the image ``reference``, by its repository name: jamjam's own
     images and cloudflared have one each; the example projects' PostgreSQL, Redis and app
     images run real software (rehearsal/images.py); anything else gets the generic listener."""
-    from rehearsal import images
+    from rehearsal import images   # here, not at the top: rehearsal.images imports this module
     spec = images.spec_for(reference)
     if spec is not None:
         return StandIn(spec.kind, list(spec.entrypoint or spec.cmd), user=spec.user)
@@ -319,7 +319,7 @@ def standin_for(reference: str) -> StandIn:
 def import_standin(docker, reference: str) -> str:
     """``docker import`` the stand-in for ``reference``, tagged with exactly that reference
     (the rendered one); returns the image id. ``docker`` runs the docker CLI (argv tail)."""
-    from rehearsal import images
+    from rehearsal import images   # here, not at the top: rehearsal.images imports this module
     spec = images.spec_for(reference)
     if spec is not None:
         return images.derive(docker, reference, spec)

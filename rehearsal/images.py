@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rehearsal.engine import CACHE, STANDINS, RehearsalError, require_tools, run, suffix
+from rehearsal.engine import (CACHE, STANDINS, RehearsalError, require_tools, run, standin_rootfs,
+                              suffix)
 
 SUITE = "bookworm"
 PG_MAJOR = "15"
@@ -45,8 +46,8 @@ PG_BIN = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
 APP_PY = "/usr/local/lib/jamjam-standin/app.py"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# One import at a time: two threads deriving images for the same engine must not both send
-# the large base.
+# One build and one import at a time: two threads deriving images for the same engine must
+# not both send the large base.
 _lock = threading.Lock()
 
 
@@ -213,11 +214,22 @@ def _trim(root: Path) -> None:
         os.chmod(root / path, mode)
 
 
+# The rehearsal's own probes that its checks run inside every container (the fork bomb of
+# the pids-limit proof), taken from the jamjam stand-ins' build (static binaries).
+REHEARSAL_TOOLS = ("usr/local/bin/forkbomb",)
+
+
 def _files_tar(spec: ImageSpec) -> bytes:
+    files = [(path, (STANDINS / source).read_bytes(), mode) for path, source, mode in spec.files]
+    with tarfile.open(standin_rootfs()) as tools:
+        for path in REHEARSAL_TOOLS:
+            member = tools.extractfile(path)
+            if member is None:
+                raise RehearsalError(f"the stand-in build has no {path}")
+            files.append((path, member.read(), 0o755))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path, source, mode in spec.files:
-            data = (STANDINS / source).read_bytes()
+        for path, data, mode in files:
             info = tarfile.TarInfo(path)
             info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
@@ -227,9 +239,10 @@ def _files_tar(spec: ImageSpec) -> bytes:
 def base_image(docker, log=print) -> str:
     """The rootfs as an image in the engine ``docker`` talks to, imported once per engine and
     tagged by the rootfs's key; returns its tag."""
-    tar = rootfs(log)
-    tag = f"{BASE_REPOSITORY}:{tar.stem.rsplit('-', 1)[-1]}"
     with _lock:
+        # Under the lock too: parallel image resources must not each build a cold rootfs.
+        tar = rootfs(log)
+        tag = f"{BASE_REPOSITORY}:{tar.stem.rsplit('-', 1)[-1]}"
         # Asked every time rather than remembered: a run may prune the engine's images.
         if docker("image", "inspect", tag, check=False).returncode != 0:
             with open(tar, "rb") as f:
@@ -250,8 +263,7 @@ def derive(docker, reference: str, spec: ImageSpec, log=print) -> str:
     signal = ["--stop-signal", spec.stop_signal] if spec.stop_signal else []
     docker("create", "--name", name, *signal, base)
     try:
-        if spec.files:
-            docker("cp", "-", f"{name}:/", input=_files_tar(spec))
+        docker("cp", "-", f"{name}:/", input=_files_tar(spec))
         changes = [f"ENTRYPOINT {json.dumps(list(spec.entrypoint))}",
                    f"CMD {json.dumps(list(spec.cmd))}", f"WORKDIR {spec.workdir}",
                    f"LABEL jamjam.rehearsal.standin={spec.kind}"]

@@ -3,8 +3,9 @@ in a network namespace this test makes): the real PostgreSQL initialises under t
 hardening and passes pg_isready; the real pg-backup.sh and pg-restore-drill.sh dump and
 restore it; the app stand-in is unhealthy with a wrong database password and healthy with the
 right one; post-deploy commands migrate and collect static files; Redis answers redis-cli
-ping; the worker and bot are found by their healthchecks. Needs root; a cold cache builds the
-Debian rootfs first (about a minute). Nothing is left behind (asserted)."""
+ping; the worker and bot are found by their healthchecks; and each example's own rendered plan
+(containers, post-deploy and pids-limit commands) runs on them. Needs root; a cold cache builds
+the Debian rootfs first (about a minute). Nothing is left behind (asserted)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal import images
+from rehearsal import checks, images
 from rehearsal.apply import (COMMAND, CONTAINER, IMAGE, NETWORK, DockerApi, _container_body,
                              dependency_order)
 from rehearsal.engine import Dockerd, Netns, import_standin, leftovers, standin_for, suffix
@@ -112,14 +113,21 @@ def db(engine):
     """The workspace example's database, as the library runs it: named volume, hardening,
     --init, the rendered healthcheck."""
     password = _password()
-    engine.run("workspace-db", *DB_HARDENING, *HEALTH, "--network-alias", "db",
-               "--volume", "workspace-db-data:/var/lib/postgresql/data",
+    engine.run("app-db", *DB_HARDENING, *HEALTH, "--network-alias", "db",
+               "--volume", "app-db-data:/var/lib/postgresql/data",
                "--env", "POSTGRES_DB=workspace", "--env", "POSTGRES_USER=workspace",
                "--env", f"POSTGRES_PASSWORD={password}",
                "--health-cmd", "pg_isready --username workspace --dbname workspace", image="db")
-    engine.wait_health("workspace-db", "healthy", timeout=90)
+    engine.wait_health("app-db", "healthy", timeout=90)
+    # As with the official image, the socket-only healthcheck can pass during the first
+    # start's temporary server; TCP answers once the real one is up.
+    deadline = time.monotonic() + 60
+    while engine.docker("exec", "app-db", "pg_isready", "--host=db", "--quiet",
+                        check=False).returncode != 0:
+        assert time.monotonic() < deadline, engine.logs("app-db")[-800:]
+        time.sleep(0.5)
     yield password
-    engine.remove("workspace-db")
+    engine.remove("app-db")
 
 
 def _url(password: str, scheme: str = "postgres") -> str:
@@ -141,18 +149,20 @@ def test_references_pick_the_example_standins_and_leave_jamjam_alone():
 
 
 def test_postgres_initialises_hardened_and_keeps_the_official_contract(engine, db):
-    info = json.loads(engine.docker("inspect", "workspace-db").stdout)[0]
+    info = json.loads(engine.docker("inspect", "app-db").stdout)[0]
     assert info["HostConfig"]["CapDrop"] == ["ALL"] and info["HostConfig"]["Init"] is True
     # The server runs as postgres (dropped from root by the entrypoint), on every address.
-    users = engine.docker("exec", "workspace-db", "ps", "-o", "user=", "-C", "postgres").stdout.split()
+    users = engine.docker("exec", "app-db", "ps", "-o", "user=", "-C", "postgres").stdout.split()
     assert users and set(users) == {b"postgres"}
-    assert engine.docker("exec", "workspace-db", "pg_isready", "--host=db", "--quiet",
-                         check=False).returncode == 0
-    assert engine.sql("workspace-db", "workspace", "workspace", "SHOW listen_addresses") == "*"
+    assert engine.sql("app-db", "workspace", "workspace", "SHOW listen_addresses") == "*"
     # TCP from another container needs the password (scram-sha-256), the socket does not.
-    hba = engine.docker("exec", "workspace-db", "sh", "-c",
+    hba = engine.docker("exec", "app-db", "sh", "-c",
                         "grep -v '^#' \"$PGDATA/pg_hba.conf\" | grep -v '^$' | tail -n 1")
     assert hba.stdout.split() == [b"host", b"all", b"all", b"all", b"scram-sha-256"]
+    # The rehearsal's pids-limit proof runs its fork bomb in here too.
+    bomb = engine.docker("exec", "app-db", "forkbomb", "800", "0").stdout.decode()
+    assert "pids.max 200" in bomb and "errno 11" in bomb, bomb
+    engine.wait_health("app-db", "healthy")
     # The rendered reference is the tag, and the image config is the official one's.
     config = json.loads(engine.docker("image", "inspect", "postgres:16.4").stdout)[0]["Config"]
     assert config["StopSignal"] == "SIGINT" and config["Entrypoint"] == ["docker-entrypoint.sh"]
@@ -230,7 +240,7 @@ def test_post_deploy_commands_migrate_and_collect_static_files(engine, db, tmp_p
     engine.docker("run", "--rm", "--network", NETWORK, *APP_HARDENING,
                   "--env", f"DATABASE_URL={_url(db, 'postgis')}", REFERENCES["rails"],
                   "./bin/rails", "db:migrate")
-    rows = engine.sql("workspace-db", "workspace", "workspace",
+    rows = engine.sql("app-db", "workspace", "workspace",
                       "SELECT command FROM rehearsal_migrations ORDER BY id")
     assert rows.splitlines()[-2:] == ["django migrate", "rails db:migrate"]
     # A wrong password fails the migration (and so the deploy), saying why.
@@ -292,14 +302,14 @@ def test_the_backup_and_restore_drill_scripts_dump_and_restore_it(engine, db, tm
                   "--env", f"DATABASE_URL={_url(db)}", REFERENCES["tracker"],
                   "jamjam-standin-app", "migrate", "before the backup")
     host = Host(tmp_path, engine, store_port=9)
-    name = "workspace-db-backup"
+    name = "app-db-backup"
     dumped = host.run("pg-backup.sh", JAMJAM_BACKUP_NAME=name, JAMJAM_BACKUP_SET="daily",
-                      JAMJAM_DB_CONTAINER="workspace-db", JAMJAM_KEEP_DAYS="7")
+                      JAMJAM_DB_CONTAINER="app-db", JAMJAM_KEEP_DAYS="7")
     assert dumped.returncode == 0, dumped.stderr
     (dump,) = (host.backups / name / "daily").glob("*.dump")
     assert dump.read_bytes()[:5] == b"PGDMP"
     drilled = host.run("pg-restore-drill.sh", JAMJAM_BACKUP_NAME=name,
-                       JAMJAM_DB_CONTAINER="workspace-db", JAMJAM_DRILL_START_TIMEOUT="90",
+                       JAMJAM_DB_CONTAINER="app-db", JAMJAM_DRILL_START_TIMEOUT="90",
                        JAMJAM_DRILL_MAX_AGE_HOURS="1")
     assert drilled.returncode == 0, drilled.stderr
     assert "1 tables" in drilled.stderr, drilled.stderr
@@ -340,8 +350,8 @@ def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
                for r in stack.of_type(IMAGE)}
         for resource in dependency_order(stack):
             inputs = reveal(resource.inputs)
-            if resource.type == COMMAND and resource.name.endswith("-post-deploy"):
-                done = subprocess.run(["bash", "-c", inputs["create"]], input=inputs["stdin"],
+            if resource.type == COMMAND and resource.name.endswith(("-post-deploy", "-pids-limit")):
+                done = subprocess.run(["bash", "-c", inputs["create"]], input=inputs.get("stdin", ""),
                                       env=env, capture_output=True, text=True, timeout=120)
                 assert done.returncode == 0, f"{resource.name}: {done.stderr[-800:]}"
             if resource.type != CONTAINER:
@@ -358,6 +368,11 @@ def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
                 assert time.monotonic() < deadline, (
                     f"{inputs['name']}: {probe} never passed: {engine.logs(inputs['name'])[-800:]}")
                 time.sleep(0.5)
+        # The rehearsal's issue-12 check holds on these images: what each container declares
+        # (capabilities, no-new-privileges, memory, the pids limit its command sets) is what
+        # the engine enforces. (Its fork bomb check waits for Docker's own 30 s health
+        # schedule; the postgres test above runs the bomb in a stand-in.)
+        assert len(checks.enforced(engine.api, engine.docker, stack, None)) == len(made)
         # Every app with a database reached it with the generated password (the worker's
         # healthcheck alone would not say so), and the bot reached the tracker.
         for resource in stack.of_type(CONTAINER):

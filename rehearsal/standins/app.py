@@ -28,7 +28,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 NAME = "jamjam-standin"
 
@@ -52,7 +52,6 @@ def database_settings() -> dict | None:
         if parts.scheme not in ("postgres", "postgresql", "postgis"):
             fail(f"DATABASE_URL has scheme {parts.scheme!r}; expected postgres://, "
                  "postgresql:// or postgis://")
-        from urllib.parse import unquote
         return {"host": parts.hostname or "localhost", "port": parts.port or 5432,
                 "dbname": unquote(parts.path.lstrip("/")) or None,
                 "user": unquote(parts.username or "") or None,
