@@ -93,6 +93,53 @@ def test_route_paths():
     assert checks.route_path("api") == "/api"
 
 
+class _FakeDocker:
+    """The docker CLI as the checks call it, answering from a table (argv tail -> output)."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def __call__(self, *args, check=True, timeout=60, input=None):
+        self.calls.append(args)
+        code, out = self.answer(args)
+        return subprocess.CompletedProcess(args, code, out.encode(), b"")
+
+
+@pytest.mark.parametrize("reply,error", [
+    ("HTTP/1.0 200 OK\r\n", None), ("HTTP/1.1 404 Not Found\r\n", None),
+    ("HTTP/1.0 503 Service Unavailable\r\n", "answers HTTP/1.0 503"),
+    ("", "no HTTP answer from inside thinkring-cloudflared's network"),
+])
+def test_a_tunnel_origin_must_answer_below_500_from_the_connectors_network(rendered, reply, error):
+    docker = _FakeDocker(lambda args: (0, reply))
+    stack = rendered["thinkring"]
+    if error:
+        with pytest.raises(Exception, match=error):
+            checks.tunnel_origins(stack, docker, "sha256:probe")
+        return
+    lines = checks.tunnel_origins(stack, docker, "sha256:probe")
+    assert len(lines) == 2 and all(reply.strip() in line for line in lines)
+    # Joined to the connector's network namespace, with the public hostname as Host.
+    api = next(c for c in docker.calls if "backend" in c)
+    assert api[:4] == ("run", "--rm", "--network", "container:thinkring-cloudflared")
+    assert "GET /api/ HTTP/1.0\r\nHost: thinkring.example.com\r\n\r\n" in api
+
+
+def test_tables_are_seeded_up_to_what_the_drill_wants():
+    created = []
+
+    def answer(args):
+        sql = args[-1]
+        if sql.startswith("SELECT count(*)"):
+            return 0, "3\n"
+        created.append(sql)
+        return 0, ""
+
+    assert "3 tables, 7 seeded" in checks.seed_tables(_FakeDocker(answer), "db", 10)
+    assert len(created) == 7 and all("CREATE TABLE rehearsal_seed_" in sql for sql in created)
+    assert "none seeded" in checks.seed_tables(_FakeDocker(answer), "db", 2)
+
+
 def test_post_deploy_steps_are_found_by_what_they_do(rendered):
     found = {name: [(c.name, [w["name"] for w in waiting], runs)
                     for c, waiting, runs in checks.post_deploy_commands(stack)]
