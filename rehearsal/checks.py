@@ -709,7 +709,8 @@ def seed_tables(docker, container: str, wanted: int) -> str:
     for n in range(have, wanted):
         psql(docker, container, f"CREATE TABLE rehearsal_seed_{n} (id int); "
                                 f"INSERT INTO rehearsal_seed_{n} VALUES ({n})")
-    return f"{container}: {have} tables, {wanted - have} seeded by docker exec psql (the drill wants {wanted})"
+    return (f"{container}: {have} tables, {wanted - have} seeded by docker exec psql "
+            f"(the drill wants {wanted})")
 
 
 def _created(info: dict) -> float:
@@ -861,7 +862,8 @@ def synced_in_s3(s3, env: dict[str, str], files: dict[str, bytes]) -> str:
         try:
             got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as err:  # noqa: BLE001 (botocore's NoSuchKey and friends)
-            raise RehearsalError(f"{env['JAMJAM_SYNC_SOURCE']}/{rel} is not in S3 as {bucket}/{key}: {err}") from None
+            raise RehearsalError(f"{env['JAMJAM_SYNC_SOURCE']}/{rel} is not in S3 as "
+                                 f"{bucket}/{key}: {err}") from None
         if got != data:
             raise RehearsalError(f"{bucket}/{key} differs from {env['JAMJAM_SYNC_SOURCE']}/{rel}")
     return f"{env['JAMJAM_SYNC_NAME']}: {len(files)} files in {bucket}/{prefix} byte for byte"
