@@ -264,7 +264,7 @@ def test_the_rails_api_and_worker_run_their_rendered_commands(engine, db):
                "--health-cmd", f"ruby -e \"{probe}\"", image="rails", command=("./bin/jobs",))
     engine.wait_health("api", "healthy")
     engine.wait_health("worker", "healthy")
-    assert "database and redis reached" in engine.logs("worker")
+    assert "jamjam-standin: reached the database" in engine.logs("worker")
     engine.remove("api", "worker")
 
 
@@ -378,7 +378,9 @@ def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
         for resource in stack.of_type(CONTAINER):
             inputs = reveal(resource.inputs)
             envs = " ".join(inputs.get("envs", []))
-            want = ("database and redis reached" if "DATABASE_URL=" in envs or "DB_HOST=" in envs
+            redis = " and redis" if "REDIS_URL=" in envs else ""
+            want = (f"jamjam-standin: reached the database{redis}"
+                    if "DATABASE_URL=" in envs or "DB_HOST=" in envs
                     else "/health: 200" if "TRACKER_URL=" in envs else None)
             deadline = time.monotonic() + 20
             while want and want not in engine.logs(inputs["name"]):

@@ -104,7 +104,10 @@ class Backends:
     """Checks the backends in the background; logs each change of state once."""
 
     def __init__(self) -> None:
-        self.needed = database_settings() is not None or bool(os.environ.get("REDIS_URL"))
+        names = [n for n, used in (("the database", database_settings() is not None),
+                                   ("redis", bool(os.environ.get("REDIS_URL")))) if used]
+        self.what = " and ".join(names)
+        self.needed = bool(names)
         self.reason: str | None = "not checked yet" if self.needed else None
         self.lock = threading.Lock()
 
@@ -119,7 +122,7 @@ class Backends:
             with self.lock:
                 changed, self.reason = reason != self.reason, reason
             if changed:
-                log("database and redis reached" if reason is None else f"not ready: {reason}")
+                log(f"reached {self.what}" if reason is None else f"not ready: {reason}")
             time.sleep(10 if reason is None else 1)
 
     def ready(self) -> tuple[bool, str]:
