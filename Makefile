@@ -52,10 +52,12 @@ bench: $(VENV)/.requirements-dev
 ## Rehearse `pulumi up` of STACK on a throwaway VPS of the Debian release the stack names
 ## (vpsDebianVersion) with a real Docker engine (needs root; README "Rehearsal").
 ## STACK=production by default: `make rehearse STACK=test`.
+## PROJECT: jamjam (.) by default, or an example: `make rehearse PROJECT=examples/thinkring`.
 STACK ?= production
+PROJECT ?= .
 rehearse: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh
-	$(PY) -m rehearsal --stack $(STACK)
+	$(PY) -m rehearsal --project $(PROJECT) --stack $(STACK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

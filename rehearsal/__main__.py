@@ -1,7 +1,8 @@
-"""`python -m rehearsal [--stack production|test] [--config KEY=VALUE ...]`: rehearse `pulumi up`
-of a stack on a throwaway Debian VPS (the release the stack's vpsDebianVersion names) with a
-real Docker engine, then its re-apply, an image change and its
-destroy; print a summary table and exit non-zero if any step failed. See README, "Rehearsal".
+"""`python -m rehearsal [--project DIR] [--stack STACK] [--config KEY=VALUE ...]`: rehearse
+`pulumi up` of a stack on a throwaway Debian VPS (the release the stack's vpsDebianVersion names)
+with a real Docker engine, then its re-apply, an image change and its destroy; print a summary
+table and exit non-zero if any step failed. The project is jamjam (this repository) unless
+--project names another, e.g. examples/thinkring. See README, "Rehearsal".
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from rehearsal.engine import (CACHE, RehearsalError, import_standin, leftovers, 
 from rehearsal.vps import (INTERNET_ADDRESS, SUITES, TOOLS, Vps, base_image,  # noqa: E402
                            base_image_path, check_plan_release, debian_version,
                            start_intervals)
-from tools.render import (STACKS, RenderedStack, engine_config, render, reveal,  # noqa: E402
-                          stack_config)
+from tools.render import (STACKS, ProjectError, RenderedStack, engine_config,  # noqa: E402
+                          load_project, render, reveal, stack_config)
 
 BUCKET_TYPE = "cloudflare:index/r2Bucket:R2Bucket"
 
@@ -53,9 +54,23 @@ class Rehearsal:
     bench: bool = False                 # replace every image in turn, printing each gap
     quiet: bool = False
     config: dict[str, Any] = field(default_factory=dict)   # stack config overrides (--config)
+    project_dir: Path = ROOT            # the Pulumi project rehearsed (default: jamjam)
     steps: list[Step] = field(default_factory=list)
     gaps: dict[str, float] = field(default_factory=dict)
     stopped: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def jamjam(self) -> bool:
+        return self.project_dir.resolve() == ROOT
+
+    @property
+    def label(self) -> str:
+        """"stack production" for jamjam (as before), "stack production of examples/x" else."""
+        if self.jamjam:
+            return f"stack {self.stack_name}"
+        where = self.project_dir.resolve()
+        shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where
+        return f"stack {self.stack_name} of {shown}"
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -96,7 +111,7 @@ class Rehearsal:
         tag = suffix()
         run_dir = Path(f"/run/jamjam-rehearsal-{tag}")
         # Everything this run creates carries the tag; the tests look for it afterwards.
-        self.say(f"rehearsal of stack {self.stack_name}, run tag {tag}")
+        self.say(f"rehearsal of {self.label}, run tag {tag}")
         self.vps = Vps(tag, run_dir, log=self.say)
         self.applier: Applier | None = None
         self.moto: subprocess.Popen | None = None
@@ -142,7 +157,7 @@ class Rehearsal:
 
     def _summary(self) -> None:
         width = max(len(s.name) for s in self.steps)
-        print(f"\nrehearsal of stack {self.stack_name}")
+        print(f"\nrehearsal of {self.label}")
         print(f"{'step'.ljust(width)}  seconds  result")
         for s in self.steps:
             result = s.result if len(s.result) < 160 else s.result[:157] + "..."
@@ -176,6 +191,11 @@ class Rehearsal:
         self.step("healthcheck start interval",
                   lambda: start_intervals(self.api, stack, self.debian))
         self.step("stand-ins behave", lambda: checks.standins(self.api, self.docker, stack))
+        self.step("tunnel origins answer the connector", lambda: checks.tunnel_origins(
+            stack, self.docker, import_standin(self.docker, "jamjam-rehearsal/standin:probe")))
+        self.step("post-deploy steps", lambda: checks.post_deploy(
+            stack, self.api, self.docker, vps,
+            {o.resource.urn: o.ended for o in self.last_outcomes}))
         self.step("docker provider over ssh://", lambda: self._provider_transport(provider))
         self.step("internet probes", self._probes)
         self.step("ssh hardened", self._ssh_hardened)
@@ -194,7 +214,8 @@ class Rehearsal:
 
     def _base(self, cold: bool) -> str:
         started = time.monotonic()
-        self.debian = debian_version(engine_config(self.stack_name, self.config)[0])
+        self.debian = debian_version(engine_config(
+            self.stack_name, self.config, project=load_project(self.project_dir))[0])
         self.vps.suite = SUITES[self.debian]
         cold = not base_image_path(self.vps.suite).exists()
         path = base_image(self.say, self.vps.suite)
@@ -206,10 +227,13 @@ class Rehearsal:
         return f"{self.vps.release()} at {self.vps.address}, sshd on 22, root by key only"
 
     def _render(self) -> RenderedStack:
-        stack = render(self.stack_name, overrides=self.overrides)
+        stack = self._rendered(self.overrides)
         check_plan_release([str(reveal(r.inputs).get("stdin") or "")
                             for r in stack.of_type("command:remote:Command")], self.debian)
         return stack
+
+    def _rendered(self, overrides: dict[str, Any]) -> RenderedStack:
+        return render(self.stack_name, overrides=overrides, project_dir=self.project_dir)
 
     def _apply(self, stack: RenderedStack, previous: State | None = None) -> State:
         state, outcomes = self.applier.apply(stack, previous)
@@ -261,38 +285,44 @@ class Rehearsal:
         if not checks.probe(vps, internet, "tcp", vps.address, "22", "5"):
             raise RehearsalError("22/tcp is closed from the internet")
         lines.append("22/tcp open")
+        # A port the plan neither publishes nor opens in the firewall (8080, jamjam's internal
+        # signaling port, unless a project opens it).
+        opened = {int(p) for r in self.stack.of_type("command:remote:Command")
+                  for p in re.findall(r"--allow[ =](\d+)", str(reveal(r.inputs).get("create", "")))}
+        closed = str(next(p for p in range(8080, 8200)
+                          if p not in opened and p not in {port for port, _ in published}))
         # A service on the host itself listening on every address, on a port the firewall does
         # not allow: reachable inside the VPS, not from the internet.
         listener = subprocess.Popen([*vps.netns.enter(), sys.executable, "-m", "rehearsal.probe",
-                                     "listen", "8080", "30"], cwd=ROOT, stdout=subprocess.PIPE,
+                                     "listen", closed, "30"], cwd=ROOT, stdout=subprocess.PIPE,
                                     env={**os.environ, "PYTHONPATH": str(ROOT)},
                                     start_new_session=True)
         try:
             listener.stdout.readline()
-            if not checks.probe(vps, vps.netns.enter(), "tcp", "127.0.0.1", "8080", "3"):
-                raise RehearsalError("the host listener on 8080 did not come up")
-            if checks.probe(vps, internet, "tcp", vps.address, "8080", "3"):
-                raise RehearsalError("a host service on 8080 is reachable from the internet")
-            lines.append("host listener on 8080 unreachable")
+            if not checks.probe(vps, vps.netns.enter(), "tcp", "127.0.0.1", closed, "3"):
+                raise RehearsalError(f"the host listener on {closed} did not come up")
+            if checks.probe(vps, internet, "tcp", vps.address, closed, "3"):
+                raise RehearsalError(f"a host service on {closed} is reachable from the internet")
+            lines.append(f"host listener on {closed} unreachable")
         finally:
             listener.kill()
             listener.wait()
-        # A container published on 8080 by mistake: Docker's DNAT bypasses ufw's INPUT rules;
+        # A container published on that port by mistake: Docker's DNAT bypasses ufw's INPUT rules;
         # the firewall's DOCKER-USER block must still drop it.
         image = import_standin(self.docker, "jamjam-rehearsal/standin:probe")
-        name = f"rehearsal-publish-8080-{self.tag}"
+        name = f"rehearsal-publish-{closed}-{self.tag}"
         self.api.request("POST", "/containers/create", {
-            "Image": image, "Env": ["JAMJAM_STANDIN_TCP=8080"], "ExposedPorts": {"8080/tcp": {}},
-            "HostConfig": {"PortBindings": {"8080/tcp": [{"HostPort": "8080"}]}}},
+            "Image": image, "Env": [f"JAMJAM_STANDIN_TCP={closed}"], "ExposedPorts": {f"{closed}/tcp": {}},
+            "HostConfig": {"PortBindings": {f"{closed}/tcp": [{"HostPort": closed}]}}},
             query={"name": name})
         try:
             self.api.request("POST", f"/containers/{name}/start")
             ip = self.api.inspect(name)["NetworkSettings"]["IPAddress"]
-            wait_for(lambda: checks.probe(vps, vps.netns.enter(), "tcp", ip, "8080", "2"), 15,
-                     "the 8080 container listening")
-            if checks.probe(vps, internet, "tcp", vps.address, "8080", "3"):
-                raise RehearsalError("a container published on 8080 is reachable from the internet")
-            lines.append("container published on 8080 by mistake unreachable")
+            wait_for(lambda: checks.probe(vps, vps.netns.enter(), "tcp", ip, closed, "2"), 15,
+                     f"the {closed} container listening")
+            if checks.probe(vps, internet, "tcp", vps.address, closed, "3"):
+                raise RehearsalError(f"a container published on {closed} is reachable from the internet")
+            lines.append(f"container published on {closed} by mistake unreachable")
         finally:
             self.api.request("DELETE", f"/containers/{name}", query={"force": "true"}, ok=(204, 404))
         return lines
@@ -340,16 +370,22 @@ class Rehearsal:
     def _jobs(self, cron_lines) -> None:
         """Each scheduled job once, as cron runs it (same user, command, environment), with
         the knobs the scripts document turned so that each has something to do: a container
-        made unhealthy, a disk threshold of 1 %, R2 replaced by a local S3 server."""
+        made unhealthy, a disk threshold of 1 %, R2 replaced by a local S3 server, files in the
+        synced directories, tables enough for the restore drill. Backups run before the drill
+        that restores them (cron would run the drill on a later day)."""
         if not self.cron_new:
             return
         self.sick = f"rehearsal-unhealthy-{self.tag}"
         self.chatty = f"rehearsal-rotating-{self.tag}"
+        self.job_logs: dict[str, list[str]] = {}
+        jobs = checks.cron_commands(self.vps, self.cron_new)
+        kind = {name: _job_kind(env) for name, (_, _, env) in jobs.items()}
+        order = sorted(jobs, key=lambda n: (kind[n] == "drill", n))
         try:
-            env = self.step("jobs: set up", self._job_setup)
+            env = self.step("jobs: set up", lambda: self._job_setup(jobs, kind))
             syslog = self.vps.rootfs / "var/log/syslog"
-            for name in self.cron_new:
-                user, command, cron_env = checks.cron_commands(self.vps, [name])[name]
+            for name in order:
+                user, command, cron_env = jobs[name]
                 assigns = " ".join(f"{k}={_q(v)}" for k, v in {**cron_env, **env}.items())
                 tag = re.search(r"logger\s+(?:-\S+\s+)*-t\s+(\S+)", command)
                 started = time.monotonic()
@@ -363,9 +399,10 @@ class Rehearsal:
                     # Only the job's own lines (sudo and sshd log to the same socket).
                     mark = re.compile(rf"^<\d+>\w+ +\d+ [\d:]+ {re.escape(tag.group(1))}(\[\d+\])?: ")
                     logged = [line for line in logged if mark.match(line)]
+                self.job_logs[name] = [line.split(": ", 1)[-1] for line in logged]
                 shown = " | ".join(line.split(": ", 1)[-1] for line in logged[-2:])[-200:]
                 ok = out.returncode == 0
-                if not ok and "trivy" in command and not _in_vps_path(self.vps, "trivy"):
+                if not ok and _calls_trivy(self.vps, command) and not _in_vps_path(self.vps, "trivy"):
                     self.steps.append(Step(f"job {name}", time.monotonic() - started,
                                            "not rehearsable: Trivy is not installed, its apt "
                                            "repository is not reachable here", True, ran=False))
@@ -375,16 +412,45 @@ class Rehearsal:
                 self.say(f"== job {name}: exit {out.returncode}; logged: {shown or 'nothing'}")
             self.step("job effect: unhealthy container restarted", self._healed)
             self.step("job effect: alerts reached the webhook", self._alerted)
-            if self.s3 is not None:
-                self.step("job effect: logs in S3 byte for byte", lambda: checks.logs_match(
-                    self.s3, self.buckets[0], self.vps, self.stack_name))
+            for name in order:
+                cron_env = jobs[name][2]
+                if kind[name] == "backup" and self.s3 is not None and cron_env.get("JAMJAM_R2_DEST"):
+                    self.step(f"job effect: {cron_env['JAMJAM_BACKUP_NAME']} "
+                              f"{cron_env['JAMJAM_BACKUP_SET']} dump in S3",
+                              lambda e=cron_env: checks.dumps_in_s3(self.s3, self.vps, e))
+                elif kind[name] == "drill":
+                    self.step(f"job effect: {cron_env['JAMJAM_BACKUP_NAME']} restore drill passed",
+                              lambda n=name, e=cron_env: self._drilled(n, e))
+                elif kind[name] == "sync" and self.s3 is not None:
+                    self.step(f"job effect: {cron_env['JAMJAM_SYNC_NAME']} synced to S3 byte for byte",
+                              lambda e=cron_env: checks.synced_in_s3(
+                                  self.s3, e, self.synced[e["JAMJAM_SYNC_NAME"]]))
+                elif kind[name] == "logs" and self.s3 is not None:
+                    bucket, prefix = checks.rclone_path(cron_env.get("JAMJAM_R2_DEST") or "r2:")
+                    self.step("job effect: logs in S3 byte for byte", lambda b=bucket, p=prefix: (
+                        checks.logs_match(self.s3, b or self.buckets[0], self.vps,
+                                          self.stack_name, p)))
         finally:
             for name in (self.sick, self.chatty):
                 self.api.request("DELETE", f"/containers/{name}", query={"force": "true"},
                                  ok=(204, 404))
             self._sudo("rm -f /run/jamjam-rehearsal-webhook")
 
-    def _job_setup(self) -> dict[str, str]:
+    def _drilled(self, name: str, env: dict[str, str]) -> str:
+        """The drill's own report (it exits 0 only when the restored database answered with
+        enough tables) and nothing of its throwaway server left."""
+        said = [line for line in self.job_logs.get(name, []) if "restored" in line]
+        if not said:
+            raise RehearsalError(f"the restore drill of {env['JAMJAM_BACKUP_NAME']} did not report "
+                                 "a restore: " + " | ".join(self.job_logs.get(name, [])[-2:]))
+        left = self.docker("ps", "-aq", "--filter", f"label=jamjam.drill={env['JAMJAM_BACKUP_NAME']}"
+                           ).stdout.decode().split()
+        if left:
+            raise RehearsalError(f"the drill left {len(left)} container(s) behind")
+        return said[-1].split("pg-restore-drill: ", 1)[-1][:200]
+
+    def _job_setup(self, jobs: dict[str, tuple[str, str, dict[str, str]]],
+                   kind: dict[str, str]) -> dict[str, str]:
         vps, api = self.vps, self.api
         self.receiver = checks.Receiver()
         vps.relay(vps.internet, INTERNET_ADDRESS, 8099, "127.0.0.1", self.receiver.port)
@@ -394,13 +460,36 @@ class Rehearsal:
                "JAMJAM_ALERT_WEBHOOK_FILE": "/run/jamjam-rehearsal-webhook"}
         self.buckets = [reveal(r.inputs).get("name") for r in self.stack.of_type(BUCKET_TYPE)]
         self.s3 = None
+        parts = []
         if self.buckets:
             self.s3 = self._start_s3(self.buckets)
-            conf = vps.rootfs / "etc/jamjam/rclone.conf"
-            remotes = [line.strip()[1:-1] for line in conf.read_text().splitlines()
-                       if line.strip().startswith("[")] if conf.exists() else []
-            for remote in remotes:
+            # Every rclone config the plan installs (jamjam's one, or one per bucket): each
+            # remote's endpoint is pointed at the local S3 server through rclone's own
+            # RCLONE_CONFIG_<REMOTE>_ENDPOINT, which wins over the file.
+            remotes = set()
+            for conf in sorted((vps.rootfs / "etc/jamjam").glob("rclone*.conf")):
+                remotes |= {line.strip()[1:-1] for line in conf.read_text().splitlines()
+                            if line.strip().startswith("[")}
+            for remote in sorted(remotes):
                 env[f"RCLONE_CONFIG_{remote.upper()}_ENDPOINT"] = f"http://{INTERNET_ADDRESS}:8098"
+            parts.append(f"local S3 (moto) for {', '.join(self.buckets)} at {INTERNET_ADDRESS}:8098")
+        # The drill counts the restored tables: the database must have as many as it wants
+        # before the backup runs.
+        wanted: dict[str, int] = {}
+        for name, (_, _, cron_env) in jobs.items():
+            if kind[name] in ("backup", "drill"):
+                db = cron_env["JAMJAM_DB_CONTAINER"]
+                need = int(cron_env.get("JAMJAM_DRILL_MIN_TABLES", "1")) if kind[name] == "drill" else 1
+                wanted[db] = max(wanted.get(db, 1), need)
+        for db, need in sorted(wanted.items()):
+            parts.append(checks.seed_tables(self.docker, db, need))
+        # Something for each directory sync to copy.
+        self.synced = {}
+        for name, (_, _, cron_env) in jobs.items():
+            if kind[name] == "sync":
+                self.synced[cron_env["JAMJAM_SYNC_NAME"]] = checks.put_sync_files(
+                    vps, cron_env["JAMJAM_SYNC_SOURCE"], self.tag)
+                parts.append(f"3 files in {cron_env['JAMJAM_SYNC_SOURCE']}")
         # Something for self-healing to heal: a container with the stack's labels whose
         # healthcheck always fails.
         first = checks.containers(self.stack)[0]
@@ -427,9 +516,7 @@ class Rehearsal:
         api.request("POST", f"/containers/{self.chatty}/start")
         time.sleep(1)
         parts = [f"{self.sick} unhealthy", f"{self.chatty} rotated its log",
-                 f"webhook at {INTERNET_ADDRESS}:8099"]
-        if self.s3 is not None:
-            parts.append(f"local S3 (moto) for {', '.join(self.buckets)} at {INTERNET_ADDRESS}:8098")
+                 f"webhook at {INTERNET_ADDRESS}:8099", *parts]
         self.say("   " + "; ".join(parts))
         return env
 
@@ -487,7 +574,7 @@ class Rehearsal:
         return s3
 
     def _reapply(self) -> str:
-        stack = render(self.stack_name, overrides=self.overrides)
+        stack = self._rendered(self.overrides)
         before = {c["name"]: self.api.inspect(c["name"])["Id"] for c in checks.containers(stack)}
         state, outcomes = self.applier.apply(stack, self.state)
         ran = [o for o in outcomes if o.action not in ("same", "record", "offline", "blocked")]
@@ -519,8 +606,8 @@ class Rehearsal:
     def _replace_one(self, reference: str) -> str:
         overrides = dict(self.overrides)
         new_ref = _bumped(reference)
-        overrides.update(_override_for(self.stack_name, reference, new_ref))
-        stack = render(self.stack_name, overrides=overrides)
+        overrides.update(_override_for(self.stack_name, reference, new_ref, self.project_dir))
+        stack = self._rendered(overrides)
         users = [c["name"] for c in checks.containers(stack)
                  if any(r.type == IMAGE and reveal(r.inputs)["name"] == new_ref and
                         r.urn in next(x for x in stack.of_type(CONTAINER)
@@ -567,7 +654,8 @@ class Rehearsal:
         outcomes = self.applier.destroy(self.state, self.stack)
         lines = [f"{sum(o.action == 'delete' for o in outcomes)} deleted, "
                  f"{sum(o.action == 'forget' for o in outcomes)} without a delete command left as they are, "
-                 f"{sum(o.action == 'keep' for o in outcomes)} images kept (keepLocally)"]
+                 f"{sum(o.action == 'keep' for o in outcomes)} images kept (keepLocally), "
+                 f"{sum(o.action == 'retain' for o in outcomes)} retained (retainOnDelete)"]
         if self.vps.ssh(self._user(), "true").returncode != 0:
             raise RehearsalError("SSH is not reachable after destroy")
         lines.append("SSH still reachable")
@@ -581,23 +669,47 @@ class Rehearsal:
                 if isinstance(self.api.request("GET", f"/networks/{name}", ok=(200, 404)), dict) and \
                         self.api.request("GET", f"/networks/{name}", ok=(200, 404)).get("Name") == name:
                     left.append(f"network {name}")
+        kept = []
         for r in self.stack.of_type(VOLUME):
             name = reveal(r.inputs).get("name")
             got = self.api.request("GET", f"/volumes/{name}", ok=(200, 404))
-            if isinstance(got, dict) and got.get("Name") == name:
+            there = isinstance(got, dict) and got.get("Name") == name
+            if r.options.get("retainOnDelete"):
+                # The library keeps data volumes on purpose (retainOnDelete): they must still
+                # be there, as `pulumi destroy` would leave them.
+                if not there:
+                    raise RehearsalError(f"destroy removed the volume {name}, which the plan "
+                                         "retains on delete (retainOnDelete)")
+                kept.append(name)
+            elif there:
                 left.append(f"volume {name}")
         for f in getattr(self, "cron_new", []):
             if (self.vps.rootfs / "etc/cron.d" / f).exists():
                 left.append(f"/etc/cron.d/{f}")
         if left:
             raise RehearsalError("left on the VPS after destroy: " + ", ".join(left))
-        lines.append("no container, network, volume or cron file of the stack left")
+        lines.append("no container, network, volume or cron file of the stack left" + (
+            f" but the volumes the plan keeps on purpose (retainOnDelete): {', '.join(kept)}"
+            if kept else ""))
         return lines
 
     def _user(self) -> str:
         return next(reveal(r.inputs)["connection"]["user"] for r in
                     self.stack.of_type("command:remote:Command")
                     if reveal(r.inputs)["connection"]["user"] != "root")
+
+
+def _job_kind(env: dict[str, str]) -> str:
+    """What a cron file's job is, from the variables its script reads (README per script)."""
+    if env.get("JAMJAM_BACKUP_SET"):
+        return "backup"
+    if env.get("JAMJAM_BACKUP_NAME"):
+        return "drill"
+    if env.get("JAMJAM_SYNC_NAME"):
+        return "sync"
+    if env.get("RCLONE_CONFIG") or env.get("JAMJAM_R2_DEST"):
+        return "logs"
+    return "other"
 
 
 def _gap(samples: list[tuple[float, bool]]) -> float:
@@ -618,6 +730,16 @@ def _in_vps_path(vps: Vps, tool: str) -> bool:
     return any((vps.rootfs / d / tool).exists() for d in ("usr/bin", "usr/local/bin", "usr/sbin", "bin"))
 
 
+def _calls_trivy(vps: Vps, command: str) -> bool:
+    """The job (its command, or the script it runs from /opt/jamjam/scripts) uses Trivy, whose
+    installation is not rehearsable here (its apt repository is out of reach)."""
+    if "trivy" in command:
+        return True
+    scripts = re.findall(r"(/opt/jamjam/scripts/\S+\.sh)", command)
+    return any("trivy" in (vps.rootfs / s.lstrip("/")).read_text(errors="replace")
+               for s in scripts if (vps.rootfs / s.lstrip("/")).exists())
+
+
 def _bumped(reference: str) -> str:
     """The same image under a new tag: what an operator's pin change looks like."""
     ref = reference.split("@")[0]
@@ -627,7 +749,7 @@ def _bumped(reference: str) -> str:
     return f"{path}/{new}" if path else new
 
 
-def _override_for(stack: str, old: str, new: str) -> dict[str, Any]:
+def _override_for(stack: str, old: str, new: str, project_dir: Path = ROOT) -> dict[str, Any]:
     """The stack-config override that changes the pin ``old`` to ``new``, wherever the config
     keeps it (the config's shape belongs to the program, not to the rehearsal)."""
     def swap(value):
@@ -644,7 +766,7 @@ def _override_for(stack: str, old: str, new: str) -> dict[str, Any]:
             return [v for v, _ in items], any(h for _, h in items)
         return value, False
 
-    for key, value in stack_config(stack).items():
+    for key, value in stack_config(stack, project_dir).items():
         new_value, hit = swap(value)
         if hit:
             return {key.split(":", 1)[1]: new_value}
@@ -659,16 +781,39 @@ def _config_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
+USAGE = ("usage: python -m rehearsal [--project DIR] [--stack STACK] [--replace IMAGE] "
+         "[--bench] [--config KEY=VALUE]")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, naming the argument and the fix
-        self.exit(2, f"rehearsal: {message}; usage: python -m rehearsal [--stack "
-                     f"{'|'.join(STACKS)}] [--replace IMAGE] [--bench] [--config KEY=VALUE]\n")
+        self.exit(2, f"rehearsal: {message}; {USAGE}\n")
+
+
+def _example_projects() -> str:
+    return ", ".join(str(p.parent.relative_to(ROOT)) for p in sorted(ROOT.glob("examples/*/Pulumi.yaml")))
+
+
+def project_dir(value: str) -> Path:
+    """--project's directory: as given (relative to the working directory), else relative to
+    the repository (so `make rehearse PROJECT=examples/x` and a run from elsewhere agree)."""
+    for candidate in (Path(value), ROOT / value):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate.resolve()
+    what = "no such directory" if not any(c.is_dir() for c in (Path(value), ROOT / value)) \
+        else "no Pulumi.yaml there"
+    raise argparse.ArgumentTypeError(
+        f"{value}: {what}; pass a Pulumi project directory: . (jamjam) or one of "
+        f"{_example_projects()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m rehearsal", description=__doc__)
-    parser.add_argument("--stack", default="production", choices=STACKS,
-                        help="which stack to rehearse (default production)")
+    parser.add_argument("--project", type=project_dir, default=ROOT, metavar="DIR",
+                        help="the Pulumi project to rehearse (default: jamjam, this repository; "
+                             "e.g. examples/thinkring)")
+    parser.add_argument("--stack", default="production",
+                        help=f"which stack to rehearse (default production; jamjam: {'|'.join(STACKS)})")
     parser.add_argument("--replace", metavar="IMAGE",
                         help="change the pin of the rendered image containing IMAGE (default: the first)")
     parser.add_argument("--bench", action="store_true",
@@ -677,13 +822,22 @@ def main(argv: list[str] | None = None) -> int:
                         type=_config_override,
                         help="override one stack config key (VALUE as YAML), e.g. vpsDebianVersion=12")
     args = parser.parse_args(argv)
+    try:
+        stacks = load_project(args.project).stacks
+    except ProjectError as err:
+        parser.error(f"argument --project: {err}")
+    if args.stack not in stacks:
+        shown = "jamjam" if args.project == ROOT else str(
+            args.project.relative_to(ROOT) if args.project.is_relative_to(ROOT) else args.project)
+        parser.error(f"argument --stack: {args.stack!r} is not a stack of {shown}; choose one of "
+                     f"{'|'.join(stacks)}")
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
     rehearsal = Rehearsal(args.stack, replace=args.replace, bench=args.bench,
-                          config=dict(args.config))
+                          config=dict(args.config), project_dir=args.project)
     try:
         return rehearsal.run()
     except RehearsalError as err:

@@ -290,9 +290,12 @@ UNRESOLVED = re.compile(r"(?:Could not resolve host|Temporary failure resolving|
 @dataclass
 class Outcome:
     resource: Resource
-    action: str            # create, update, replace, delete, record, same
+    action: str            # create, update, replace, delete, retain, record, same
     seconds: float
     detail: str = ""
+    # Wall-clock time it finished: the VPS shares this machine's clock, so it compares with
+    # the engine's own timestamps (a post-deploy command ending before its container's Created).
+    ended: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -561,7 +564,15 @@ class Applier:
                     try:
                         action, detail, outputs, seconds = future.result()
                     except Offline as err:
-                        drop(resource, "offline", str(err), resource.name, 0.0)
+                        # Not a failure of the plan: the host is out of this machine's reach
+                        # only. What depends on it still runs, as after a real deploy's success
+                        # (a dependency for ordering, like the example backups' on the whole
+                        # Operations component, must not hide them); whatever really needs it
+                        # fails on its own and says so.
+                        outcomes.append(Outcome(resource, "offline", 0.0, str(err)))
+                        self.log(f"  offline  {resource.type} {resource.name}: {err}")
+                        state.order.remove(resource.urn)
+                        del state.inputs[resource.urn]
                         continue
                     except RehearsalError as err:
                         failure = failure or RehearsalError(f"{resource.type} {resource.name}: {err}")
@@ -733,6 +744,10 @@ class Applier:
         action = "delete"
         if type_.startswith(RECORDED_PREFIXES):
             action = "record"
+        elif opts.get("retainOnDelete"):
+            # As the engine does with retainOnDelete: dropped from the state, left as it is
+            # (the library keeps data volumes this way).
+            action = "retain"
         elif type_ == COMMAND:
             if inputs.get("delete"):
                 self.run_command(fake, "delete")

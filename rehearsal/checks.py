@@ -301,8 +301,15 @@ def fork_bombs(api: DockerApi, docker, stack: RenderedStack,
     udp = {c["name"]: [int(p["external"]) for p in c.get("ports") or []
                        if p.get("protocol") == "udp" and p.get("external") is not None]
            for c in every}
-    # A bomb next to the UDP server, so the echo answering is a neighbour's health, not luck.
-    target = min(limited, key=lambda c: (bool(udp[c["name"]]), c["name"]))
+    # A bomb next to the UDP server, so the echo answering is a neighbour's health, not luck;
+    # in a container whose stand-in image carries the bomb (`forkbomb`, rehearsal/standins).
+    candidates = sorted(limited, key=lambda c: (bool(udp[c["name"]]), c["name"]))
+    target = next((c for c in candidates if docker(
+        "exec", c["name"], "sh", "-c", "command -v forkbomb", check=False).returncode == 0), None)
+    if target is None:
+        raise RehearsalError("no container with a declared pids limit has the forkbomb stand-in "
+                             f"binary (tried {', '.join(c['name'] for c in candidates)}); the "
+                             "stand-in images must carry /usr/local/bin/forkbomb")
     name, limit = target["name"], limits[target["name"]]
     others = [c for c in every if c["name"] != name]
     done: dict[str, Any] = {}
@@ -547,22 +554,17 @@ class Receiver:
         self.server.server_close()
 
 
-def logs_match(s3, bucket: str, vps: Vps, stack_name: str) -> list[str]:
+def logs_match(s3, bucket: str, vps: Vps, stack_name: str, prefix: str = "") -> list[str]:
     """Every byte each container wrote to its json log (current file and the ones Docker
-    rotated) is in the bucket once, in order: objects of one inode, sorted by start offset,
-    concatenated, equal the file's leading bytes up to the last shipped offset."""
-    objects = []
-    token = None
-    while True:
-        kw = {"Bucket": bucket, **({"ContinuationToken": token} if token else {})}
-        page = s3.list_objects_v2(**kw)
-        objects += [o["Key"] for o in page.get("Contents", [])]
-        if not page.get("IsTruncated"):
-            break
-        token = page["NextContinuationToken"]
+    rotated) is in the bucket (under ``prefix``, the upload's JAMJAM_R2_DEST path) once, in
+    order: objects of one inode, sorted by start offset, concatenated, equal the file's leading
+    bytes up to the last shipped offset."""
+    lead = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    objects = sorted(s3_objects(s3, bucket, lead))
     if not objects:
-        raise RehearsalError(f"the upload job put nothing in the bucket {bucket}")
-    pattern = re.compile(r"^(?P<stack>[^/]+)/(?P<host>[^/]+)/(?P<container>[^/]+)/[^/]+/"
+        raise RehearsalError(f"the upload job put nothing in the bucket {bucket}"
+                             + (f" under {lead}" if lead else ""))
+    pattern = re.compile(rf"^{re.escape(lead)}(?P<stack>[^/]+)/(?P<host>[^/]+)/(?P<container>[^/]+)/[^/]+/"
                          r"(?P<id>[0-9a-f]{12})-(?P<inode>\d+)-(?P<start>\d+)-(?P<end>\d+)-[0-9a-f]{8}\.log\.gz$")
     chunks: dict[tuple[str, str], list[tuple[int, int, bytes]]] = {}
     for key in objects:
@@ -603,3 +605,265 @@ def logs_match(s3, bucket: str, vps: Vps, stack_name: str) -> list[str]:
         if size and key not in shipped and path.read_bytes().count(b"\n"):
             raise RehearsalError(f"{path.name}: {size} bytes of whole lines were not shipped")
     return lines
+
+
+# ---- the tunnel's origins, as the connector reaches them -----------------------------------
+
+TUNNEL_CONFIG = "cloudflare:index/zeroTrustTunnelCloudflaredConfig:ZeroTrustTunnelCloudflaredConfig"
+HTTP_STATUS = re.compile(r"HTTP/\d(?:\.\d)? (\d{3})[^\r\n]*")
+
+
+def connectors(stack: RenderedStack) -> list[str]:
+    """The containers that run the tunnel's connector: those the plan hands TUNNEL_TOKEN."""
+    return [c["name"] for c in containers(stack)
+            if any(e.startswith("TUNNEL_TOKEN=") for e in c.get("envs") or [])]
+
+
+def tunnel_routes(stack: RenderedStack) -> list[dict]:
+    """Every rendered ingress rule whose service is an HTTP(S) origin (not http_status:...)."""
+    return [ingress for resource in stack.of_type(TUNNEL_CONFIG)
+            for ingress in ((reveal(resource.inputs).get("config") or {}).get("ingresses") or [])
+            if str(ingress.get("service", "")).startswith(("http://", "https://"))]
+
+
+def route_path(regex: str | None) -> str:
+    """A request path the ingress's path rule matches: its literal prefix ("^/api/" -> "/api/").
+    Tunnel path rules are regular expressions; the ones the library writes are anchored
+    literals, and anything past the literal part is left out (still a match for a prefix)."""
+    if not regex:
+        return "/"
+    literal = re.match(r"\^?((?:[^\\.*+?()\[\]{}|$^]|\\.)*)", regex).group(1)
+    literal = re.sub(r"\\(.)", r"\1", literal)
+    return literal if literal.startswith("/") else "/" + literal
+
+
+def tunnel_origins(stack: RenderedStack, docker, probe_image: str) -> list[str]:
+    """Each route's origin answers HTTP from inside the connector container's network
+    namespace (a throwaway container joined to it with --network container:<connector>, so
+    the same DNS and bridge network the connector's requests use), with the public hostname
+    as Host (cloudflared passes the visitor's), and a status below 500: the connector would
+    get a real answer, not a dial error or a broken origin."""
+    routes = tunnel_routes(stack)
+    if not routes:
+        return ["the tunnel routes to no HTTP origin"]
+    names = connectors(stack)
+    if not names:
+        raise RehearsalError("the tunnel has HTTP routes but no container runs its connector "
+                             "(none gets TUNNEL_TOKEN)")
+    lines = []
+    for connector in names:
+        for ingress in routes:
+            service = ingress["service"].rstrip("/")
+            m = re.fullmatch(r"http://([^:/]+)(?::(\d+))?", service)
+            if m is None:
+                raise RehearsalError(f"origin {service}: only plain http:// origins are rehearsed")
+            host, port = m.group(1), m.group(2) or "80"
+            path = route_path(ingress.get("path"))
+            shown = (f"{ingress.get('hostname', '*')}"
+                     + (f" path {ingress['path']}" if ingress.get("path") else "")
+                     + f" -> {service}{path}")
+            # busybox's nc with a hand-written request: its `wget -S` crashes, and a plain
+            # wget hides the status of an error answer.
+            request = f"GET {path} HTTP/1.0\r\nHost: {ingress.get('hostname') or host}\r\n\r\n"
+            out = docker("run", "--rm", "--network", f"container:{connector}", "--entrypoint",
+                         "sh", probe_image, "-c", 'printf "$1" | nc -w 10 "$2" "$3" | head -n 1',
+                         "probe", request, host, port, check=False, timeout=60)
+            text = (out.stdout + out.stderr).decode(errors="replace")
+            status = HTTP_STATUS.search(text)
+            if status is None:
+                last = text.strip().splitlines()[-1:] or ["no answer"]
+                raise RehearsalError(f"{shown}: no HTTP answer from inside {connector}'s network: "
+                                     f"{last[0][:160]}")
+            if int(status.group(1)) >= 500:
+                raise RehearsalError(f"{shown}: the origin answers {status.group(0).strip()} "
+                                     f"from inside {connector}'s network")
+            lines.append(f"{shown}: {status.group(0).strip()} from {connector}'s network")
+    return lines
+
+
+# ---- databases, post-deploy steps and the backup jobs' effects ------------------------------
+
+def psql(docker, container: str, sql: str) -> str:
+    """One statement in a PostgreSQL container's own database, as its own user (the official
+    image's POSTGRES_USER/POSTGRES_DB in the container's environment; the socket needs no
+    password), via `docker exec`; returns the unaligned tuples."""
+    out = docker("exec", container, "sh", "-c",
+                 'exec psql -v ON_ERROR_STOP=1 --no-psqlrc -tA -U "$POSTGRES_USER" '
+                 '-d "${POSTGRES_DB:-$POSTGRES_USER}" -c "$1"', "psql", sql, check=False)
+    if out.returncode != 0:
+        raise RehearsalError(f"psql in {container}: {out.stderr.decode(errors='replace').strip()[-200:]}")
+    return out.stdout.decode().strip()
+
+
+USER_TABLES = ("SELECT count(*) FROM information_schema.tables "
+               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')")
+
+
+def seed_tables(docker, container: str, wanted: int) -> str:
+    """Tables up to ``wanted`` (the drill's JAMJAM_DRILL_MIN_TABLES), one row each, where the
+    database has fewer: the drill counts the restored tables, and a stand-in app's migration
+    creates only one."""
+    have = int(psql(docker, container, USER_TABLES) or 0)
+    if have >= wanted:
+        return f"{container}: {have} tables, none seeded"
+    for n in range(have, wanted):
+        psql(docker, container, f"CREATE TABLE rehearsal_seed_{n} (id int); "
+                                f"INSERT INTO rehearsal_seed_{n} VALUES ({n})")
+    return (f"{container}: {have} tables, {wanted - have} seeded by docker exec psql "
+            f"(the drill wants {wanted})")
+
+
+def _created(info: dict) -> float:
+    """Docker's RFC 3339 Created (nanoseconds, Z) as a POSIX time."""
+    import datetime
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z", info["Created"])
+    if not m:
+        raise RehearsalError(f"cannot read the engine's Created time {info['Created']!r}")
+    whole = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+    return whole.timestamp() + float(f"0.{m.group(2) or 0}")
+
+
+def post_deploy_commands(stack: RenderedStack) -> list[tuple[Any, list[dict], list[list[str]]]]:
+    """(command, the containers that wait for it, the `docker run` argv tails after the image)
+    for every command some container depends on that runs the image once with `docker run`:
+    the library's post-deploy step, found by what it does, not by its name."""
+    import shlex
+    by_urn = {r.urn: r for r in stack.resources}
+    found = []
+    for command in stack.of_type(REMOTE_COMMAND):
+        create = reveal(command.inputs).get("create")
+        if not isinstance(create, str) or "docker run" not in create:
+            continue
+        waiting = [reveal(r.inputs) for r in stack.of_type(CONTAINER)
+                   if command.urn in r.options.get("dependencies", [])]
+        if not waiting:
+            continue
+        images = {reveal(by_urn[u].inputs)["name"] for u in command.options.get("dependencies", [])
+                  if u in by_urn and by_urn[u].type == "docker:index/remoteImage:RemoteImage"}
+        script = shlex.split(create)[-1] if create.startswith("bash -c") else create
+        runs = []
+        for line in script.splitlines():
+            if "docker run" not in line:
+                continue
+            argv = shlex.split(line)
+            at = next((i for i, a in enumerate(argv) if a in images), None)
+            if at is not None:
+                runs.append(argv[at + 1:])
+        found.append((command, waiting, runs))
+    return found
+
+
+def post_deploy(stack: RenderedStack, api: DockerApi, docker, vps: Vps, ended: dict[str, float]) -> list[str]:
+    """Each post-deploy command ran before the container waiting for it was created (its end
+    time, ``ended[urn]``, against the engine's Created), and its steps left their mark: a
+    `migrate` the stand-in's table ``rehearsal_migrations`` in the database container the
+    command waits for; a `collectstatic` files in the static volume it mounts."""
+    found = post_deploy_commands(stack)
+    if not found:
+        return ["the plan has no post-deploy step"]
+    by_urn = {r.urn: r for r in stack.resources}
+    lines = []
+    for command, waiting, runs in found:
+        if command.urn not in ended:
+            raise RehearsalError(f"{command.name} did not run")
+        for container in waiting:
+            created = _created(api.inspect(container["name"]))
+            if ended[command.urn] > created:
+                raise RehearsalError(f"{container['name']} was created before {command.name} ended")
+            lines.append(f"{command.name} ended {created - ended[command.urn]:.2f} s before "
+                         f"{container['name']} was created")
+        dbs = [reveal(by_urn[u].inputs)["name"] for u in command.options.get("dependencies", [])
+               if u in by_urn and by_urn[u].type == CONTAINER]
+        for argv in runs:
+            step = " ".join(argv)
+            # Django's `manage.py migrate`, Rails' `bin/rails db:migrate`.
+            if any(a == "migrate" or a.endswith(":migrate") for a in argv):
+                if not dbs:
+                    raise RehearsalError(f"{command.name} runs `{step}` but waits for no database container")
+                for db in dbs:
+                    table = psql(docker, db, "SELECT to_regclass('public.rehearsal_migrations')")
+                    if table != "rehearsal_migrations":
+                        raise RehearsalError(f"after `{step}`, {db} has no table rehearsal_migrations")
+                    lines.append(f"`{step}`: table rehearsal_migrations in {db}")
+            elif "collectstatic" in argv:
+                create = reveal(command.inputs)["create"]
+                volumes = re.findall(r"--volume (\S+?):(\S+)", create)
+                static = [(v, t) for v, t in volumes if "static" in t] or volumes
+                if not static:
+                    raise RehearsalError(f"{command.name} runs `{step}` but mounts no volume")
+                files = [p for v, _ in static
+                         for p in (vps.rootfs / "var/lib/docker/volumes" / v / "_data").rglob("*")
+                         if p.is_file()]
+                if not files:
+                    raise RehearsalError(f"after `{step}`, the volume {static[0][0]} holds no file")
+                lines.append(f"`{step}`: {len(files)} file(s) in volume {static[0][0]}, e.g. "
+                             f"{files[0].name}")
+            else:
+                lines.append(f"`{step}`: exit 0 (no effect known to check)")
+    return lines
+
+
+def s3_objects(s3, bucket: str, prefix: str) -> dict[str, dict]:
+    objects, token = {}, None
+    while True:
+        kw = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+        page = s3.list_objects_v2(**kw)
+        objects.update({o["Key"]: o for o in page.get("Contents", [])})
+        if not page.get("IsTruncated"):
+            return objects
+        token = page["NextContinuationToken"]
+
+
+def rclone_path(dest: str) -> tuple[str, str]:
+    """"r2:bucket/some/prefix" -> ("bucket", "some/prefix")."""
+    bucket, _, prefix = dest.split(":", 1)[1].strip("/").partition("/")
+    return bucket, prefix
+
+
+def dumps_in_s3(s3, vps: Vps, env: dict[str, str]) -> str:
+    """The backup job's newest dump on the host is in the bucket under JAMJAM_R2_DEST, byte
+    for byte, and is a PostgreSQL custom-format archive."""
+    name, set_ = env["JAMJAM_BACKUP_NAME"], env["JAMJAM_BACKUP_SET"]
+    local_dir = vps.rootfs / env.get("JAMJAM_BACKUP_DIR", "/var/backups/jamjam").lstrip("/") / name / set_
+    dumps = sorted(local_dir.glob(f"{name}-*.dump"))
+    if not dumps:
+        raise RehearsalError(f"no dump of {name}/{set_} on the host under {local_dir}")
+    newest = dumps[-1]
+    data = newest.read_bytes()
+    if not data.startswith(b"PGDMP"):
+        raise RehearsalError(f"{newest.name} is not a pg_dump custom-format archive")
+    bucket, prefix = rclone_path(env["JAMJAM_R2_DEST"])
+    key = f"{prefix}/{newest.name}" if prefix else newest.name
+    if key not in s3_objects(s3, bucket, prefix):
+        raise RehearsalError(f"{newest.name} is not in S3 under {bucket}/{prefix}")
+    if s3.get_object(Bucket=bucket, Key=key)["Body"].read() != data:
+        raise RehearsalError(f"{bucket}/{key} differs from the dump on the host")
+    return f"{bucket}/{key}: {len(data)} bytes, same as the host's"
+
+
+def put_sync_files(vps: Vps, source: str, tag: str) -> dict[str, bytes]:
+    """A few files (one in a subdirectory) in a synced directory; returns path -> bytes."""
+    root = vps.rootfs / source.lstrip("/")
+    made = {}
+    for rel, size in ((f"rehearsal-{tag}-a.bin", 1), (f"rehearsal-{tag}-b.bin", 70_000),
+                      (f"rehearsal-{tag}/nested.bin", 4096)):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(size)
+        path.write_bytes(data)
+        made[rel] = data
+    return made
+
+
+def synced_in_s3(s3, env: dict[str, str], files: dict[str, bytes]) -> str:
+    bucket, prefix = rclone_path(env["JAMJAM_R2_DEST"])
+    for rel, data in files.items():
+        key = f"{prefix}/{rel}" if prefix else rel
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as err:  # noqa: BLE001 (botocore's NoSuchKey and friends)
+            raise RehearsalError(f"{env['JAMJAM_SYNC_SOURCE']}/{rel} is not in S3 as "
+                                 f"{bucket}/{key}: {err}") from None
+        if got != data:
+            raise RehearsalError(f"{bucket}/{key} differs from {env['JAMJAM_SYNC_SOURCE']}/{rel}")
+    return f"{env['JAMJAM_SYNC_NAME']}: {len(files)} files in {bucket}/{prefix} byte for byte"

@@ -175,7 +175,8 @@ class Resource:
     inputs: dict[str, Any]
     """camelCase, as the engine receives them; secret values wrapped as Pulumi's secret sig."""
     options: dict[str, Any]
-    """deleteBeforeReplace, replaceOnChanges, ignoreChanges, dependencies (URNs)."""
+    """deleteBeforeReplace, replaceOnChanges, ignoreChanges, dependencies (URNs),
+    retainOnDelete."""
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,7 @@ class _RecordingMonitor(MockMonitor):
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "ignoreChanges": list(request.ignoreChanges),
                     "dependencies": sorted(request.dependencies),
+                    "retainOnDelete": bool(request.retainOnDelete),
                 },
             ))
         return response
