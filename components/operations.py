@@ -61,6 +61,11 @@ class Operations(pulumi.ComponentResource):
                 f"{name}-alert-webhook", args.connection, WEBHOOK_FILE,
                 args.webhook_url.apply(lambda url: url + "\n"), mode="0600", secret=True,
                 opts=after))
+        # What another component's alerting job needs on the host (the alert script and the
+        # webhook file). Jobs depend on this, not on the component: the component also waits
+        # for Trivy's installation from Aqua's apt repository, whose outage must not keep a
+        # database's backups from being installed.
+        self.alerting: list[pulumi.Resource] = ready
         environment = {"JAMJAM_STACK": args.stack,
                        "JAMJAM_ALERT": script_path(ALERT_SCRIPT),
                        "JAMJAM_ALERT_WEBHOOK_FILE": WEBHOOK_FILE}

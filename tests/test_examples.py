@@ -194,6 +194,32 @@ def test_the_database_is_backed_up_and_drilled(stacks, name):
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
+def test_backups_and_syncs_do_not_wait_for_the_image_scanner(stacks, name):
+    """They need the alert script, not Trivy: an outage of Aqua's apt repository during an
+    `up` must not leave a database without its backup jobs."""
+    stack = stacks[name]
+    by_urn = {r.urn: r for r in stack.resources}
+
+    def needs(resource, seen=None):
+        seen = set() if seen is None else seen
+        for urn in resource.options.get("dependencies", []):
+            if urn not in seen and urn in by_urn:
+                seen.add(urn)
+                needs(by_urn[urn], seen)
+        return {by_urn[u].name for u in seen}
+
+    jobs = [r for r in stack.of_type("command:remote:Command")
+            if r.name.startswith(("db-backup", "media", "archives", "recordings", "sync-"))
+            or "backup" in r.name]
+    assert jobs
+    for job in jobs:
+        found = needs(job)
+        assert not any("trivy" in n for n in found), f"{job.name} waits for {sorted(found)}"
+        if job.name.endswith("-script"):
+            assert "ops-alert-script" in found, f"{job.name} does not wait for the alert script"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_the_tunnel_ends_with_a_404_and_every_hostname_is_proxied(stacks, name):
     stack = stacks[name]
     rules = ingress(stack)

@@ -32,8 +32,9 @@ LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vp
                                 prefix=rstream.CONTAINER_LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(
     stack=config.stack, database=app.db, sets=rstream.BACKUP_SETS, drill=rstream.DRILL,
-    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
-media = DirSync("media", rstream.sync(config, vps.connection, vps.ready, offsite, after=[ops]))
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=ops.alerting))
+media = DirSync("media", rstream.sync(config, vps.connection, vps.ready, offsite,
+                                      after=ops.alerting))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)

@@ -31,7 +31,7 @@ LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vp
                                 prefix=thinkring.LOG_PREFIX))
 backup = Backup("db-backup", BackupArgs(
     stack=config.stack, database=app.db, sets=thinkring.BACKUP_SETS, drill=thinkring.DRILL,
-    store=offsite, connection=vps.connection, host_ready=vps.ready, after=[ops]))
+    store=offsite, connection=vps.connection, host_ready=vps.ready, after=ops.alerting))
 
 pulumi.export("url", config.url)
 pulumi.export("tunnelName", config.tunnel_name)
