@@ -34,6 +34,9 @@ declare -A needed=(
   [busybox]=busybox-static
   [runuser]=util-linux
   [pg_restore]=postgresql-client
+  # tests/test_ops_image_scan_engine.py: a registry on loopback in a test's namespace, so
+  # pulled images carry the repo digest the scan uses
+  [docker-registry]=docker-registry
   # The rehearsal also: a Debian 12 or 13 rootfs (bookworm's debootstrap knows trixie), the
   # stand-in binaries (gcc -static), the relays into its namespaces.
   [debootstrap]=debootstrap
@@ -70,3 +73,8 @@ echo "installing system packages: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The package's own registry service listens on every address (:5000); the test runs its own
+# on loopback in a namespace, so the service is not wanted on a test machine.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
