@@ -41,16 +41,6 @@ def render_program(program: Callable[[], None], stack: str = "production") -> Re
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 
-def files(stack: RenderedStack) -> dict[str, object]:
-    """Path -> content of every file the program writes on the host."""
-    found = {}
-    for resource in stack.of_type(COMMAND):
-        match = re.search(r"/dev/stdin (\S+)\.pulumi-new", resource.inputs.get("create", ""))
-        if match:
-            found[match.group(1)] = resource.inputs["stdin"]
-    return found
-
-
 def cron_env(content: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in content.splitlines()
                 if re.match(r"^[A-Z][A-Z0-9_]*=", line))
@@ -115,7 +105,7 @@ def system() -> RenderedStack:
 
 
 def test_each_backup_set_is_its_own_cron_job_with_its_own_script_copy(system):
-    written = files(system)
+    written = system.host_files()
     daily = written["/etc/cron.d/jamjam-shop-db-backup-daily"]
     six = written["/etc/cron.d/jamjam-shop-db-backup-every-6h"]
     assert schedule_of(daily) == "0 3 * * *" and schedule_of(six) == "30 */6 * * *"
@@ -134,7 +124,7 @@ def test_each_backup_set_is_its_own_cron_job_with_its_own_script_copy(system):
 
 
 def test_the_restore_drill_reads_every_set_from_r2(system):
-    written = files(system)
+    written = system.host_files()
     drill = written["/etc/cron.d/jamjam-shop-db-backup-restore-drill"]
     assert schedule_of(drill) == "0 5 1 * *"
     env = cron_env(drill)
@@ -147,7 +137,7 @@ def test_the_restore_drill_reads_every_set_from_r2(system):
 
 
 def test_no_secret_reaches_a_cron_file(system):
-    for path, content in files(system).items():
+    for path, content in system.host_files().items():
         if path.startswith("/etc/cron.d/"):
             assert isinstance(content, str) and not is_secret(content)
             assert "PASSWORD" not in content and "secret_access_key" not in content
@@ -193,7 +183,7 @@ def test_the_store_is_private_and_its_token_reaches_one_bucket(system):
 
 
 def test_each_synced_directory_is_a_cron_job(system):
-    written = files(system)
+    written = system.host_files()
     recordings = cron_env(written["/etc/cron.d/jamjam-sync-recordings"])
     assert recordings["JAMJAM_SYNC_SOURCE"] == "/var/lib/docker/volumes/shop-recordings/_data"
     assert recordings["JAMJAM_R2_DEST"] == "r2:shop-backups/recordings"
@@ -219,7 +209,7 @@ def test_without_a_store_dumps_stay_on_the_host_and_the_drill_reads_them_there()
         Backup("db-backup", BackupArgs(stack="production", database=db, sets=SETS[:1],
                                        connection=host.connection, host_ready=host.ready,
                                        drill=RestoreDrill("0 5 1 * *")))
-    written = files(render_program(program))
+    written = render_program(program).host_files()
     env = cron_env(written["/etc/cron.d/jamjam-shop-db-backup-daily"])
     assert "JAMJAM_R2_DEST" not in env and "RCLONE_CONFIG" not in env
     assert "JAMJAM_R2_SOURCE" not in cron_env(written["/etc/cron.d/jamjam-shop-db-backup-restore-drill"])

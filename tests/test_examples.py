@@ -48,17 +48,8 @@ def image(stack: RenderedStack, container: Resource) -> str:
     return name
 
 
-def files(stack: RenderedStack) -> dict[str, Any]:
-    found = {}
-    for resource in stack.of_type(COMMAND):
-        match = re.search(r"/dev/stdin (\S+)\.pulumi-new", str(resource.inputs.get("create", "")))
-        if match:
-            found[match.group(1)] = resource.inputs["stdin"]
-    return found
-
-
 def cron(stack: RenderedStack, job: str) -> tuple[str, dict[str, str]]:
-    content = files(stack)[f"/etc/cron.d/jamjam-{job}"]
+    content = stack.host_files()[f"/etc/cron.d/jamjam-{job}"]
     variables = dict(line.split("=", 1) for line in content.splitlines()
                      if re.match(r"^[A-Z][A-Z0-9_]*=", line))
     (line,) = [line for line in content.splitlines() if line and not line.startswith("#")
@@ -185,7 +176,7 @@ def test_the_database_is_backed_up_and_drilled(stacks, name):
     labels = {label["label"]: label["value"] for label in db.inputs["labels"]}
     backup = labels["jamjam.backup"]
     assert db.inputs["volumes"][0]["containerPath"] == "/var/lib/postgresql/data"
-    jobs = [path for path, content in files(stack).items()
+    jobs = [path for path, content in stack.host_files().items()
             if path.startswith("/etc/cron.d/") and backup in str(content)]
     assert f"/etc/cron.d/jamjam-{backup}-restore-drill" in jobs
     _, drill = cron(stack, f"{backup}-restore-drill")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,11 @@ from jamjam_infra.scheduled_job import cron_entry
 from tools.render import RenderedStack, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMAND = "command:remote:Command"
-
-
-def _files(stack: RenderedStack) -> dict[str, object]:
-    """Path -> stdin of every remote_file the stack writes."""
-    found = {}
-    for resource in stack.of_type(COMMAND):
-        match = re.search(r"/dev/stdin (\S+)\.pulumi-new", resource.inputs.get("create", ""))
-        if match:
-            found[match.group(1)] = resource.inputs["stdin"]
-    return found
 
 
 def _cron_files(stack: RenderedStack) -> dict[str, str]:
     """/etc/cron.d path -> content, for every cron entry the stack installs."""
-    return {path: content for path, content in _files(stack).items()
+    return {path: content for path, content in stack.host_files().items()
             if path.startswith("/etc/cron.d/")}
 
 
@@ -86,7 +74,7 @@ def test_upload_runs_hourly_under_flock_with_the_repo_script(production):
     assert "/opt/jamjam/scripts/upload-logs-to-r2.sh" in fields
     assert "JAMJAM_R2_DEST=r2:jamjam-logs" in cron.splitlines()
     assert "RCLONE_CONFIG=/etc/jamjam/rclone.conf" in cron.splitlines()
-    script = _files(production)["/opt/jamjam/scripts/upload-logs-to-r2.sh"]
+    script = production.host_files()["/opt/jamjam/scripts/upload-logs-to-r2.sh"]
     assert script == (ROOT / "components/files/upload-logs-to-r2.sh").read_text()
 
 
@@ -103,7 +91,7 @@ def test_test_stack_has_no_archive_at_all(test_stack):
     assert "cloudflare:index/r2Bucket:R2Bucket" not in types
     assert "cloudflare:index/apiToken:ApiToken" not in types
     assert not any("upload-logs" in path for path in _cron_files(test_stack))
-    assert "/etc/jamjam/rclone.conf" not in _files(test_stack)
+    assert "/etc/jamjam/rclone.conf" not in test_stack.host_files()
     assert "logBucket" not in test_stack.outputs
 
 
@@ -132,7 +120,7 @@ def test_operations_jobs_per_stack(production, test_stack):
 
 
 def test_every_job_script_shipped_is_the_file_in_the_repo(production):
-    for path, content in _files(production).items():
+    for path, content in production.host_files().items():
         if path.startswith("/opt/jamjam/scripts/"):
             assert content == (ROOT / "components/files" / Path(path).name).read_text(), path
 
@@ -167,11 +155,11 @@ def test_webhook_url_is_a_root_only_file_never_a_command_line():
 
 
 def test_without_a_webhook_no_webhook_file_is_written(test_stack):
-    assert "/etc/jamjam/alert-webhook" not in _files(test_stack)
+    assert "/etc/jamjam/alert-webhook" not in test_stack.host_files()
 
 
 def test_os_updates_use_unattended_upgrades_in_the_window_without_reboot(production):
-    files = _files(production)
+    files = production.host_files()
     config = files["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
     assert 'Unattended-Upgrade::Automatic-Reboot "false"' in config
     assert "@AUTOMATIC_REBOOT@" not in config and "@REBOOT_TIME@" not in config
@@ -180,7 +168,7 @@ def test_os_updates_use_unattended_upgrades_in_the_window_without_reboot(product
     assert "OnCalendar=*-*-* 03:00" in script.inputs["stdin"]
     rebooting = render("production", overrides={"operations": {"osUpdatesReboot": True}})
     assert 'Unattended-Upgrade::Automatic-Reboot "true"' in \
-        _files(rebooting)["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
+        rebooting.host_files()["/etc/apt/apt.conf.d/52jamjam-unattended-upgrades"]
 
 
 def test_external_check_is_off_by_default_and_targets_the_signaling_host(production):

@@ -153,10 +153,9 @@ def test_post_deploy_steps_are_found_by_what_they_do(rendered):
 
 
 def test_every_job_of_the_examples_has_a_known_kind(rendered):
-    from tools.plan_examples import _files
     kinds = {}
     for name, stack in rendered.items():
-        for path, content in _files(stack).items():
+        for path, content in stack.host_files().items():
             if path.startswith("/etc/cron.d/") and isinstance(content, str):
                 env = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", content, re.M))
                 kinds[(name, path.rsplit("/", 1)[1])] = _job_kind(env)

@@ -27,7 +27,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import jamjam_infra
 import pulumi
@@ -148,21 +148,9 @@ def _firewall_lines(stack: RenderedStack) -> list[str]:
     return lines
 
 
-def _files(stack: RenderedStack) -> dict[str, Any]:
-    found = {}
-    for command in stack.of_type(COMMAND):
-        create = str(command.inputs.get("create", ""))
-        # remote_file stages under <path>.pulumi-new; remote_script installs the script itself.
-        match = (re.search(r"/dev/stdin (\S+)\.pulumi-new", create)
-                 or re.search(r"install -D -m 0755 /dev/stdin (\S+)", create))
-        if match:
-            found[match.group(1)] = command.inputs.get("stdin")
-    return found
-
-
 def _job_lines(stack: RenderedStack) -> list[str]:
     lines = []
-    for path, content in sorted(_files(stack).items()):
+    for path, content in sorted(stack.host_files().items()):
         if not path.startswith("/etc/cron.d/") or not isinstance(content, str):
             continue
         description = next((line.split(": ", 1)[1] for line in content.splitlines()
@@ -176,7 +164,7 @@ def _job_lines(stack: RenderedStack) -> list[str]:
 
 
 def _os_update_lines(stack: RenderedStack) -> list[str]:
-    written = _files(stack)
+    written = stack.host_files()
     # os-updates.sh owns the timer drop-in (one owner per file), so the window is read from it.
     timer = written.get("/usr/local/sbin/jamjam-os-updates")
     policy = written.get("/etc/apt/apt.conf.d/52jamjam-unattended-upgrades")

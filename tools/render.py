@@ -26,6 +26,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import runpy
 import sys
 import uuid
@@ -193,6 +194,19 @@ class RenderedStack:
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
+
+    def host_files(self) -> dict[str, Any]:
+        """Path -> content (the command's stdin, as rendered) of every file the program puts on
+        the host, read from the commands components/_remote.py spells: remote_file stages
+        under <path>.pulumi-new, remote_script installs the script itself."""
+        found = {}
+        for resource in self.of_type("command:remote:Command"):
+            create = str(resource.inputs.get("create", ""))
+            match = (re.search(r"/dev/stdin (\S+)\.pulumi-new", create)
+                     or re.search(r"install -D -m 0755 /dev/stdin (\S+)", create))
+            if match:
+                found[match.group(1)] = resource.inputs.get("stdin")
+        return found
 
     def named(self, name: str) -> Resource:
         matches = [r for r in self.resources if r.name == name]
