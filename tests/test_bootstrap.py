@@ -12,23 +12,19 @@ process. The packages step needs apt and systemd on a real VPS and is not run he
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from jamjam_infra.host import Debian, bootstrap_script
+from tests.bootstrap_helpers import filled_bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "components/files/bootstrap.sh"
-BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
-atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
-BOOTSTRAP.write_text(bootstrap_script(Debian(13)))
+BOOTSTRAP = filled_bootstrap(13)
 SETTING = "jamjam:vpsDebianVersion"
 KEY_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForBootstrapTestsOnly operator@laptop\n"
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAnotherFakeKeyJamjamAddedByHand jamjam@desk\n"
@@ -278,9 +274,7 @@ def test_a_host_on_another_debian_release_is_refused_before_anything_changes(fak
 def test_a_debian_12_script_runs_on_debian_12(fake_root, tmp_path):
     give_key(fake_root)
     (fake_root / "etc/os-release").write_text(os_release("12", "bookworm"))
-    script = tmp_path / "bootstrap-12.sh"
-    script.write_text(bootstrap_script(Debian(12)))
-    result = run_ssh_step(fake_root, script=script)
+    result = run_ssh_step(fake_root, script=filled_bootstrap(12))
     assert result.returncode == 0, result.stderr
     assert effective(fake_root)["passwordauthentication"] == "no"
 

@@ -12,7 +12,6 @@ run a one-file image made here from the static busybox (no registry is reachable
 
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import os
@@ -28,13 +27,12 @@ from pathlib import Path
 import pytest
 
 from jamjam_infra.host import Debian, bootstrap_script
+from tests.bootstrap_helpers import filled_bootstrap
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "components/files/bootstrap.sh"
-# Written once per run: the tests read the script's text, the engine runs it.
-BOOTSTRAP = Path(tempfile.mkdtemp(prefix="jamjam-bootstrap-")) / "bootstrap.sh"
-atexit.register(shutil.rmtree, BOOTSTRAP.parent, True)
-BOOTSTRAP.write_text(bootstrap_script(Debian(12)))
+# The tests read the script's text, the engine runs it.
+BOOTSTRAP = filled_bootstrap(12)
 DEBIAN_12 = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_ID="12"\nID=debian\n'
 FAKE_SYSTEMCTL = ROOT / "tests/fixtures/systemctl-dockerd.sh"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -418,8 +416,7 @@ def test_the_engine_api_is_checked_where_the_plan_sends_start_intervals(engine, 
     refuses to send an engine older than API 1.44: the docker step says so in one line. On an
     engine that has it, the same script passes."""
     (engine.root / "etc/os-release").write_text(DEBIAN_12.replace("12", "13"))
-    script = tmp_path / "bootstrap-13.sh"
-    script.write_text(bootstrap_script(Debian(13)))
+    script = filled_bootstrap(13)
     api = engine.docker("version", "--format", "{{.Server.APIVersion}}")
     result = engine.bootstrap(script=script)
     if tuple(map(int, api.split("."))) >= (1, 44):
@@ -497,8 +494,7 @@ def test_on_debian_13_dockerd_validate_refuses_a_bad_daemon_json_before_any_rest
     # Any restart would be a failure of the test: this systemctl records and refuses.
     (bindir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >>{tmp_path}/calls\nexit 1\n")
     (bindir / "systemctl").chmod(0o755)
-    script = tmp_path / "bootstrap-13.sh"
-    script.write_text(bootstrap_script(Debian(13)))
+    script = filled_bootstrap(13)
     override = tmp_path / "override.json"
     override.write_text(config)
     result = subprocess.run(
