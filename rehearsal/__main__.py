@@ -350,10 +350,7 @@ class Rehearsal:
         return lines
 
     def _sudo(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        user = next(reveal(r.inputs)["connection"]["user"] for r in
-                    self.stack.of_type("command:remote:Command")
-                    if reveal(r.inputs)["connection"]["user"] != "root")
-        return self.vps.ssh(user, f"sudo -n {command}", timeout=timeout)
+        return self.vps.ssh(self._user(), f"sudo -n {command}", timeout=timeout)
 
     def _restart_docker(self) -> None:
         out = self._sudo("systemctl restart docker.service", timeout=120)
@@ -521,10 +518,7 @@ class Rehearsal:
         return env
 
     def _sudo_stdin(self, command: str, data: str) -> None:
-        user = next(reveal(r.inputs)["connection"]["user"] for r in
-                    self.stack.of_type("command:remote:Command")
-                    if reveal(r.inputs)["connection"]["user"] != "root")
-        out = self.vps.ssh(user, f"sudo -n {command}", stdin=data.encode())
+        out = self.vps.ssh(self._user(), f"sudo -n {command}", stdin=data.encode())
         if out.returncode != 0:
             raise RehearsalError(f"sudo {command} failed: {out.stderr.decode()[-200:]}")
 
@@ -694,6 +688,7 @@ class Rehearsal:
         return lines
 
     def _user(self) -> str:
+        """The day-to-day user the plan's commands connect as (not the first contact's root)."""
         return next(reveal(r.inputs)["connection"]["user"] for r in
                     self.stack.of_type("command:remote:Command")
                     if reveal(r.inputs)["connection"]["user"] != "root")
