@@ -6,7 +6,6 @@ checks, and the checks that stop a bad backup or sync before anything is registe
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from jamjam_infra.container import ContainerSpec, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSync, DirSyncArgs, SyncedDir, sync_retention, volume_path
 from jamjam_infra.host import Host, HostArgs, SshArgs
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
+from tests.cron_helpers import cron_entry_fields, cron_env
 from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +41,8 @@ def render_program(program: Callable[[], None], stack: str = "production") -> Re
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 
-def cron_env(content: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in content.splitlines()
-                if re.match(r"^[A-Z][A-Z0-9_]*=", line))
-
-
 def schedule_of(content: str) -> str:
-    (line,) = [line for line in content.splitlines()
-               if line and not line.startswith("#") and not re.match(r"^[A-Z][A-Z0-9_]*=", line)]
-    return " ".join(line.split()[:5])
+    return " ".join(cron_entry_fields(content)[:5])
 
 
 def db_spec(**changes) -> ContainerSpec:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cron_helpers import cron_entry_fields, cron_env
 from tools.plan import project_policy_config
 from tools.policy_check import check
 from tools.render import RenderedStack, Resource, is_secret, render, reveal
@@ -50,11 +51,7 @@ def image(stack: RenderedStack, container: Resource) -> str:
 
 def cron(stack: RenderedStack, job: str) -> tuple[str, dict[str, str]]:
     content = stack.host_files()[f"/etc/cron.d/jamjam-{job}"]
-    variables = dict(line.split("=", 1) for line in content.splitlines()
-                     if re.match(r"^[A-Z][A-Z0-9_]*=", line))
-    (line,) = [line for line in content.splitlines() if line and not line.startswith("#")
-               and not re.match(r"^[A-Z][A-Z0-9_]*=", line)]
-    return " ".join(line.split()[:5]), variables
+    return " ".join(cron_entry_fields(content)[:5]), cron_env(content)
 
 
 def ingress(stack: RenderedStack) -> list[dict]:

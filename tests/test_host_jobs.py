@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jamjam_infra.scheduled_job import cron_entry
+from tests.cron_helpers import cron_entry_fields
 from tools.render import RenderedStack, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,13 +20,6 @@ def _cron_files(stack: RenderedStack) -> dict[str, str]:
     """/etc/cron.d path -> content, for every cron entry the stack installs."""
     return {path: content for path, content in stack.host_files().items()
             if path.startswith("/etc/cron.d/")}
-
-
-def _schedule_line(content: str) -> list[str]:
-    lines = [line for line in content.splitlines()
-             if line and not line.startswith("#") and "=" not in line.split()[0]]
-    assert len(lines) == 1, content
-    return lines[0].split()
 
 
 # --- log archive -------------------------------------------------------------------------
@@ -68,7 +62,7 @@ def test_rclone_config_derives_s3_keys_from_the_token_and_stays_secret(productio
 
 def test_upload_runs_hourly_under_flock_with_the_repo_script(production):
     cron = _cron_files(production)["/etc/cron.d/jamjam-upload-logs-to-r2"]
-    fields = _schedule_line(cron)
+    fields = cron_entry_fields(cron)
     assert fields[:5] == ["0", "*", "*", "*", "*"]
     assert fields[5] == "root" and fields[6:8] == ["flock", "-n"]
     assert "/opt/jamjam/scripts/upload-logs-to-r2.sh" in fields
@@ -107,10 +101,10 @@ def test_retention_is_a_lifecycle_rule_in_days():
 
 def test_operations_jobs_per_stack(production, test_stack):
     prod = _cron_files(production)
-    assert _schedule_line(prod["/etc/cron.d/jamjam-heal-containers"])[:5] == ["*"] * 5
-    hourly = _schedule_line(prod["/etc/cron.d/jamjam-resource-alert"])
+    assert cron_entry_fields(prod["/etc/cron.d/jamjam-heal-containers"])[:5] == ["*"] * 5
+    hourly = cron_entry_fields(prod["/etc/cron.d/jamjam-resource-alert"])
     assert hourly[1:5] == ["*"] * 4 and hourly[0].isdigit()
-    weekly = _schedule_line(prod["/etc/cron.d/jamjam-image-scan"])
+    weekly = cron_entry_fields(prod["/etc/cron.d/jamjam-image-scan"])
     assert weekly[2:4] == ["*", "*"] and weekly[4] not in ("*",)
     assert "JAMJAM_DISK_ALERT_PERCENT=80" in prod["/etc/cron.d/jamjam-resource-alert"]
     assert "JAMJAM_MEM_ALERT_PERCENT=90" in prod["/etc/cron.d/jamjam-resource-alert"]

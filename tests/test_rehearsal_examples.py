@@ -16,6 +16,7 @@ import pytest
 from rehearsal import checks
 from rehearsal.__main__ import _bumped, _job_kind, _override_for
 from rehearsal.engine import leftovers
+from tests.cron_helpers import cron_env
 from tools.render import ROOT, load_project, render, reveal
 
 EXAMPLES = sorted(p.parent.name for p in (ROOT / "examples").glob("*/Pulumi.yaml"))
@@ -157,7 +158,7 @@ def test_every_job_of_the_examples_has_a_known_kind(rendered):
     for name, stack in rendered.items():
         for path, content in stack.host_files().items():
             if path.startswith("/etc/cron.d/") and isinstance(content, str):
-                env = dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", content, re.M))
+                env = cron_env(content)
                 kinds[(name, path.rsplit("/", 1)[1])] = _job_kind(env)
     assert {k for k in kinds.values()} == {"backup", "drill", "sync", "logs", "other"}
     assert kinds[("r-stream", "jamjam-sync-archives")] == "sync"
