@@ -723,42 +723,12 @@ def _created(info: dict) -> float:
     return whole.timestamp() + float(f"0.{m.group(2) or 0}")
 
 
-def post_deploy_commands(stack: RenderedStack) -> list[tuple[Any, list[dict], list[list[str]]]]:
-    """(command, the containers that wait for it, the `docker run` argv tails after the image)
-    for every command some container depends on that runs the image once with `docker run`:
-    the library's post-deploy step, found by what it does, not by its name."""
-    import shlex
-    by_urn = {r.urn: r for r in stack.resources}
-    found = []
-    for command in stack.of_type(REMOTE_COMMAND):
-        create = reveal(command.inputs).get("create")
-        if not isinstance(create, str) or "docker run" not in create:
-            continue
-        waiting = [reveal(r.inputs) for r in stack.of_type(CONTAINER)
-                   if command.urn in r.options.get("dependencies", [])]
-        if not waiting:
-            continue
-        images = {reveal(by_urn[u].inputs)["name"] for u in command.options.get("dependencies", [])
-                  if u in by_urn and by_urn[u].type == "docker:index/remoteImage:RemoteImage"}
-        script = shlex.split(create)[-1] if create.startswith("bash -c") else create
-        runs = []
-        for line in script.splitlines():
-            if "docker run" not in line:
-                continue
-            argv = shlex.split(line)
-            at = next((i for i, a in enumerate(argv) if a in images), None)
-            if at is not None:
-                runs.append(argv[at + 1:])
-        found.append((command, waiting, runs))
-    return found
-
-
 def post_deploy(stack: RenderedStack, api: DockerApi, docker, vps: Vps, ended: dict[str, float]) -> list[str]:
     """Each post-deploy command ran before the container waiting for it was created (its end
     time, ``ended[urn]``, against the engine's Created), and its steps left their mark: a
     `migrate` the stand-in's table ``rehearsal_migrations`` in the database container the
     command waits for; a `collectstatic` files in the static volume it mounts."""
-    found = post_deploy_commands(stack)
+    found = stack.post_deploy_steps()
     if not found:
         return ["the plan has no post-deploy step"]
     by_urn = {r.urn: r for r in stack.resources}

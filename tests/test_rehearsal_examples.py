@@ -143,7 +143,7 @@ def test_tables_are_seeded_up_to_what_the_drill_wants():
 
 def test_post_deploy_steps_are_found_by_what_they_do(rendered):
     found = {name: [(c.name, [w["name"] for w in waiting], runs)
-                    for c, waiting, runs in checks.post_deploy_commands(stack)]
+                    for c, waiting, runs in stack.post_deploy_steps()]
              for name, stack in rendered.items()}
     assert found["thinkring"] == [("thinkring-backend-post-deploy", ["thinkring-backend"], [
         ["python", "manage.py", "migrate", "--noinput"],

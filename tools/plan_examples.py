@@ -178,21 +178,9 @@ def _os_update_lines(stack: RenderedStack) -> list[str]:
 
 
 def _post_deploy_lines(stack: RenderedStack) -> list[str]:
-    lines = []
-    for command in sorted(stack.of_type(COMMAND), key=lambda r: r.name):
-        if not command.name.endswith("-post-deploy"):
-            continue
-        script = shlex.split(str(reveal(command.inputs.get("create"))))[-1]
-        steps = []
-        for run in (line for line in script.splitlines() if "docker run" in line):
-            # The library ends each run with `--env-file "$f" <image> <command...>`.
-            argv = shlex.split(run)
-            if "--env-file" not in argv:
-                raise ValueError(f"{command.name}: a docker run without --env-file: {run}")
-            image = argv.index("--env-file") + 2
-            steps.append(shlex.join(argv[image + 1:]))
-        lines.append(f"    before {command.name[:-len('-post-deploy')]}: {'; '.join(steps)}")
-    return lines
+    return [f"    before {', '.join(c['name'] for c in waiting)}: "
+            f"{'; '.join(shlex.join(run) for run in runs)}"
+            for _, waiting, runs in sorted(stack.post_deploy_steps(), key=lambda s: s[0].name)]
 
 
 def _bucket_lines(stack: RenderedStack) -> list[str]:

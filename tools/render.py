@@ -28,6 +28,7 @@ import os
 import pkgutil
 import re
 import runpy
+import shlex
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -206,6 +207,36 @@ class RenderedStack:
                      or re.search(r"install -D -m 0755 /dev/stdin (\S+)", create))
             if match:
                 found[match.group(1)] = resource.inputs.get("stdin")
+        return found
+
+    def post_deploy_steps(self) -> list[tuple[Resource, list[dict], list[list[str]]]]:
+        """(command, the inputs of the containers that wait for it, the `docker run` argv
+        tails after the image) for every command a container depends on that runs an image it
+        depends on with `docker run`: the library's post-deploy step, found by what it does,
+        not by its name."""
+        by_urn = {r.urn: r for r in self.resources}
+        found = []
+        for command in self.of_type("command:remote:Command"):
+            create = reveal(command.inputs).get("create")
+            if not isinstance(create, str) or "docker run" not in create:
+                continue
+            waiting = [reveal(r.inputs) for r in self.of_type("docker:index/container:Container")
+                       if command.urn in r.options.get("dependencies", [])]
+            if not waiting:
+                continue
+            images = {reveal(by_urn[u].inputs)["name"]
+                      for u in command.options.get("dependencies", [])
+                      if u in by_urn and by_urn[u].type == "docker:index/remoteImage:RemoteImage"}
+            script = shlex.split(create)[-1] if create.startswith("bash -c") else create
+            runs = []
+            for line in script.splitlines():
+                if "docker run" not in line:
+                    continue
+                argv = shlex.split(line)
+                at = next((i for i, a in enumerate(argv) if a in images), None)
+                if at is not None:
+                    runs.append(argv[at + 1:])
+            found.append((command, waiting, runs))
         return found
 
     def named(self, name: str) -> Resource:
