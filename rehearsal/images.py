@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rehearsal.engine import (CACHE, STANDINS, RehearsalError, require_tools, run, standin_rootfs,
+from rehearsal.engine import (CACHE, STANDINS, RehearsalError, require_tools, standin_rootfs,
                               suffix)
 
 SUITE = "bookworm"
@@ -133,16 +133,12 @@ def spec_for(reference: str) -> ImageSpec | None:
                      workdir="/app", env=env, files=_APP_FILES)
 
 
-def _mirror() -> str:
-    # rehearsal/vps.py finds it for the VPS; the images come from the same mirror.
-    from rehearsal.vps import _mirror_sources
-    return _mirror_sources()[0]
-
-
 def rootfs(log=print) -> Path:
     """The Debian rootfs as a tar, cached in CACHE keyed by suite, package list and mirror, and
     written atomically (other runs share the directory)."""
-    mirror = _mirror()
+    # rehearsal/vps.py finds the mirror for the VPS; the images come from the same one.
+    from rehearsal.vps import _mirror_sources, debootstrap_tar
+    mirror = _mirror_sources()[0]
     # _trim's own source is part of the key: a change to what it removes is a new rootfs.
     key = hashlib.sha256(f"{SUITE} minbase {' '.join(PACKAGES)} {mirror} "
                          f"{inspect.getsource(_trim)}".encode()).hexdigest()[:16]
@@ -152,25 +148,7 @@ def rootfs(log=print) -> Path:
     require_tools({"debootstrap": "debootstrap", "unshare": "util-linux", "tar": "tar"})
     log(f"building the example images' Debian {SUITE} rootfs (cold cache)")
     started = time.monotonic()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    archives = CACHE / "apt-archives"
-    archives.mkdir(exist_ok=True)
-    work = CACHE / f"build-examples-{suffix()}"
-    work.mkdir()
-    try:
-        root = work / "rootfs"
-        # Its own mount namespace: debootstrap mounts /proc and /sys inside the target, and an
-        # interrupted build must not leave those mounts on the machine. debootstrap fakes
-        # start-stop-daemon and invoke-rc.d, so no server starts while it installs.
-        run(["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
-             f"--include={','.join(PACKAGES)}", f"--cache-dir={archives}", SUITE, str(root),
-             mirror], timeout=900)
-        _trim(root)
-        part = work / "examples.tar"
-        run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(part), "."], timeout=300)
-        part.rename(tar)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    debootstrap_tar(tar, SUITE, PACKAGES, "examples", prepare=_trim, timeout=900)
     log(f"example rootfs built in {time.monotonic() - started:.0f} s, "
         f"{tar.stat().st_size // 2**20} MB")
     return tar

@@ -20,7 +20,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from rehearsal.engine import CACHE, Netns, RehearsalError, require_tools, run, veth, wait_for
 
@@ -97,16 +97,25 @@ def base_image(log, suite: str = SUITES[DEFAULT_DEBIAN]) -> Path:
     """debootstrap minbase + BASE_PACKAGES as a tar, cached outside the repo keyed by suite,
     package list and mirror (renamed into place whole: the cache is shared with rehearsals
     running beside this one). A cold build takes about 40 s and 240 MB."""
-    mirror, _ = _mirror_sources()
     tar = base_image_path(suite)
     if tar.exists():
         return tar
     log(f"building the Debian {suite} base image (cold cache, about 40 s)")
+    debootstrap_tar(tar, suite, BASE_PACKAGES, "base")
+    return tar
+
+
+def debootstrap_tar(tar: Path, suite: str, packages: Sequence[str], name: str,
+                    prepare: Callable[[Path], None] | None = None, timeout: float = 600) -> None:
+    """``debootstrap --variant=minbase`` of ``suite`` with ``packages`` from this machine's
+    mirror, ``prepare``d, written as the tar ``tar`` (renamed into place whole). Shared by the
+    VPS's base image and the example stand-ins' rootfs."""
+    mirror, _ = _mirror_sources()
     CACHE.mkdir(parents=True, exist_ok=True)
     archives = CACHE / "apt-archives"
     archives.mkdir(exist_ok=True)
-    work = CACHE / f"build-base-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    tag = f"{name}-{os.getpid()}-{os.urandom(3).hex()}"
+    work = CACHE / f"build-{tag}"
     # debootstrap downloads into a cache of this build's own (seeded with hard links to the
     # shared one), never into the shared one, which other rehearsals read meanwhile.
     debs = work / "debs"
@@ -117,21 +126,23 @@ def base_image(log, suite: str = SUITES[DEFAULT_DEBIAN]) -> Path:
                 os.link(deb, debs / deb.name)
             except OSError:
                 shutil.copyfile(deb, debs / deb.name)
-        # Its own mount namespace: debootstrap mounts /proc and /sys inside the target, and an
-        # interrupted build must not leave those mounts on the machine.
-        run(["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
-             f"--include={','.join(BASE_PACKAGES)}", f"--cache-dir={debs}", suite,
-             str(work / "rootfs"), mirror], timeout=600)
-        _share_debs(debs, f"base-{os.getpid()}")
         rootfs = work / "rootfs"
+        # Its own mount namespace: debootstrap mounts /proc and /sys inside the target, and an
+        # interrupted build must not leave those mounts on the machine. debootstrap fakes
+        # start-stop-daemon and invoke-rc.d, so no server starts while it installs.
+        run(["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
+             f"--include={','.join(packages)}", f"--cache-dir={debs}", suite, str(rootfs),
+             mirror], timeout=timeout)
+        _share_debs(debs, tag)
         for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
-        run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(work / "base.tar"), "."],
-            timeout=300)
-        (work / "base.tar").rename(tar)
+        if prepare is not None:
+            prepare(rootfs)
+        part = work / "rootfs.tar"
+        run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(part), "."], timeout=300)
+        part.rename(tar)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return tar
 
 
 def _os_release(path: Path) -> dict[str, str]:
