@@ -37,7 +37,7 @@ class DebianRelease:
         # The Docker Go client (the provider's) refuses a create that sets a healthcheck start
         # interval when the daemon's API is older than 1.44 (Docker 25): sending it to an older
         # engine fails the deploy instead of being ignored.
-        return _api(self.docker_api) >= _api(START_INTERVAL_API)
+        return api_version(self.docker_api) >= api_version(START_INTERVAL_API)
 
 
 START_INTERVAL_API = "1.44"
@@ -48,7 +48,8 @@ DEBIAN_RELEASES: dict[int, DebianRelease] = {
 """The releases the bootstrap supports (the distribution's docker.io only: no extra source)."""
 
 
-def _api(version: str) -> tuple[int, ...]:
+def api_version(version: str) -> tuple[int, ...]:
+    """"1.44" -> (1, 44), comparable."""
     return tuple(int(part) for part in version.split("."))
 
 

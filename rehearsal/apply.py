@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
+from jamjam_infra.host import START_INTERVAL_API, api_version
 from rehearsal.engine import RehearsalError, import_standin, run, standin_for, wait_for
 from rehearsal.vps import Vps
 from tools.render import RenderedStack, Resource, reveal
@@ -566,9 +567,8 @@ class Applier:
                     except Offline as err:
                         # Not a failure of the plan: the host is out of this machine's reach
                         # only. What depends on it still runs, as after a real deploy's success
-                        # (a dependency for ordering, like the example backups' on the whole
-                        # Operations component, must not hide them); whatever really needs it
-                        # fails on its own and says so.
+                        # (a dependency for ordering only must not hide what follows it);
+                        # whatever really needs it fails on its own and says so.
                         outcomes.append(Outcome(resource, "offline", 0.0, str(err)))
                         self.log(f"  offline  {resource.type} {resource.name}: {err}")
                         state.order.remove(resource.urn)
@@ -695,10 +695,10 @@ class Applier:
             # As the provider's Docker Go client does (client/container_create.go): it refuses
             # the create, rather than letting an older engine ignore the field.
             engine = api.request("GET", "/version").get("ApiVersion", "0")
-            if tuple(map(int, engine.split("."))) < (1, 44):
+            if api_version(engine) < api_version(START_INTERVAL_API):
                 raise RehearsalError(f'container {name}: "specify health-check start interval" '
-                                     f"requires API version 1.44, but the Docker daemon API "
-                                     f"version is {engine}")
+                                     f"requires API version {START_INTERVAL_API}, but the Docker "
+                                     f"daemon API version is {engine}")
         api.request("POST", "/containers/create", body, query={"name": name})
         for network in more:
             api.request("POST", f"/networks/{quote(network['name'])}/connect",
