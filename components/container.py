@@ -30,6 +30,9 @@ class SpecError(pulumi.RunError, ValueError):
     """A spec or Args breaks a rule; Pulumi prints a RunError as its one line, no traceback."""
 
 
+NO_NEW_PRIVILEGES = "no-new-privileges=true"
+"""Docker's security option as every container and one-off run gets it."""
+
 NEVER_PUBLISHED = frozenset({5432, 3306, 6379, 27017})
 """PostgreSQL, MySQL/MariaDB, Redis, MongoDB: reachable only on the bridge network."""
 
@@ -210,6 +213,14 @@ class ContainerSpec:
         for key, value in (("role", self.role), ("name", self.name), ("host", self.host)):
             if not _NAME.match(value):
                 raise fail(f"{key} {value!r} must be lower-case letters, digits, '-', '_' or '.'")
+        for key, argv in (("command", self.command), ("entrypoint", self.entrypoint)):
+            # The docker provider refuses an empty command element at create time, after
+            # preview passed (and on every later replacement); dockerd itself would accept it.
+            # Refused for the entrypoint too: an empty program name never runs.
+            if argv is not None and any(isinstance(a, str) and not a.strip() for a in argv):
+                raise fail(f"{key} has an empty element; the docker provider refuses it at "
+                           "`pulumi up`: drop it or pass the setting another way (a config "
+                           "file, an env var)")
         for port in self.ports:
             if port.protocol not in ("tcp", "udp"):
                 raise fail(f"port {port.internal} protocol must be tcp or udp, "
@@ -358,7 +369,8 @@ def run_container(spec: ContainerSpec, host: DockerHost, parent: pulumi.Resource
                 for k, v in _labels(spec, host).items()],
         capabilities=docker.ContainerCapabilitiesArgs(
             drops=["ALL"], adds=list(hard.cap_add) or None),
-        security_opts=["no-new-privileges:true"],
+        # `=`, not the `:` separator dockerd has deprecated (it still reads both).
+        security_opts=[NO_NEW_PRIVILEGES],
         memory=hard.memory_mb,
         # Without swap the limit is the limit: a container at its ceiling is OOM-killed
         # and restarted rather than paging the whole VPS to a crawl.
@@ -426,7 +438,7 @@ def docker_run_flags(spec: ContainerSpec, network: str) -> list[str]:
     and network (the same limits, so a migration cannot do what the app could not)."""
     hard = spec.hardening
     flags = ["--rm", "--network", network, "--cap-drop", "ALL",
-             "--security-opt", "no-new-privileges:true",
+             "--security-opt", NO_NEW_PRIVILEGES,
              "--memory", f"{hard.memory_mb}m", "--memory-swap", f"{hard.memory_mb}m",
              "--pids-limit", str(hard.pids_limit)]
     for cap in hard.cap_add:

@@ -52,6 +52,21 @@ class TunnelArgs:
     routes: Sequence[Route]
 
 
+DNS_COMMENT_MAX = 100
+"""Characters Cloudflare keeps in a DNS record comment on the Free plan; the API refuses a
+longer one at `pulumi up` (preview does not ask)."""
+_DNS_COMMENT = "Cloudflare Tunnel {}; managed by Pulumi (jamjam-infra)"
+
+
+def dns_comment(tunnel_name: str) -> str:
+    """The records' comment, naming the tunnel, never over DNS_COMMENT_MAX: a long project or
+    stack name is cut (with "...") rather than letting the API refuse the record."""
+    room = DNS_COMMENT_MAX - len(_DNS_COMMENT.format(""))
+    if len(tunnel_name) > room:
+        tunnel_name = tunnel_name[:room - 3] + "..."
+    return _DNS_COMMENT.format(tunnel_name)
+
+
 class Tunnel(pulumi.ComponentResource):
     """A Cloudflare Tunnel, its ingress rules and the proxied CNAMEs that point at it."""
 
@@ -108,7 +123,7 @@ class Tunnel(pulumi.ComponentResource):
                 # automatic, the only value Cloudflare accepts for proxied records.
                 proxied=True,
                 ttl=1,
-                comment=f"Cloudflare Tunnel {args.tunnel_name}; managed by Pulumi (jamjam-infra)",
+                comment=dns_comment(args.tunnel_name),
                 # `<name>-dns` is what the record was called when a tunnel had one hostname.
                 # Without the alias a running stack would create the new record before
                 # deleting the old one, and Cloudflare refuses two CNAMEs of one name.

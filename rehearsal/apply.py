@@ -656,6 +656,7 @@ class Applier:
             made = api.request("POST", "/volumes/create", body)
             return ("create" if old is None else "replace"), "", {"name": made["Name"]}
         if type_ == CONTAINER:
+            provider_create_checks(inputs)
             image_id = self._image_for(resource, inputs, image_ids, provider)
             body, more_networks = _container_body(inputs, image_id)
             if self.generic.get(image_id):
@@ -788,6 +789,30 @@ def _generic_ports(inputs: dict) -> list[str]:
     if udp:
         env.append("JAMJAM_STANDIN_UDP=" + ",".join(sorted(udp)))
     return env
+
+
+# The docker provider's own refusals at create time (kreuzwerker/terraform-provider-docker
+# v4.5.0, which pulumi-docker 5.x bridges: resource_docker_container_funcs.go and the schema's
+# validators). dockerd accepts all of these, so without them the rehearsal would pass a plan
+# that `pulumi up` refuses (an empty command element did exactly that).
+_RESTART = re.compile(r"^(no|on-failure|always|unless-stopped)$")
+
+
+def provider_create_checks(inputs: dict[str, Any]) -> None:
+    """Raise RehearsalError, in the provider's words, for a container the provider refuses."""
+    name = inputs.get("name", "?")
+    for item in inputs.get("command") or []:
+        if item == "":
+            raise RehearsalError(f"container {name}: values for command may not be empty "
+                                 "(the docker provider refuses the create)")
+    restart = inputs.get("restart")
+    if restart is not None and not _RESTART.match(str(restart)):
+        raise RehearsalError(f"container {name}: restart must be one of no, on-failure, "
+                             f"always or unless-stopped, got {restart!r}")
+    if inputs.get("memory") is not None and int(inputs["memory"]) < 0:
+        raise RehearsalError(f"container {name}: memory must be at least 0")
+    if inputs.get("memorySwap") is not None and int(inputs["memorySwap"]) < -1:
+        raise RehearsalError(f"container {name}: memory_swap must be at least -1")
 
 
 def _check_keys(inputs: dict, known: set[str], type_: str) -> None:

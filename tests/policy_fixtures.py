@@ -86,7 +86,7 @@ def _container(name: str, role: str, **extra: Any) -> dict[str, Any]:
         "labels": [{"label": "jamjam.role", "value": role}],
         # Hardening (policies/jamjam_policies/hardening.py); the pids limit is a command below.
         "capabilities": {"drops": ["ALL"]},
-        "securityOpts": ["no-new-privileges:true"],
+        "securityOpts": ["no-new-privileges=true"],
         "memory": 512,
         "memorySwap": 512,
         "init": True,

@@ -215,7 +215,7 @@ def test_the_drill_restores_the_newest_dump_from_r2_into_a_throwaway_container(h
     assert network.split()[2] == "--internal", "no route in or out of the drill"
     (run,) = [c for c in calls if c.startswith("run ")]
     assert " --rm " in run and " --publish" not in run and " -p " not in run
-    assert "--cap-drop ALL" in run and "--security-opt no-new-privileges:true" in run
+    assert "--cap-drop ALL" in run and "--security-opt no-new-privileges=true" in run
     drill_net = network.split()[3]
     assert f"--network {drill_net}" in run
     assert run.rstrip().endswith(db.image), "the same image as the live database"

@@ -225,7 +225,7 @@ def test_one_off_runs_get_the_serving_containers_hardening():
     spec = _db()
     flags = docker_run_flags(spec, "web")
     assert flags[:3] == ["--rm", "--network", "web"]
-    for pair in (["--cap-drop", "ALL"], ["--security-opt", "no-new-privileges:true"],
+    for pair in (["--cap-drop", "ALL"], ["--security-opt", "no-new-privileges=true"],
                  ["--pids-limit", "512"], ["--memory", "512m"], ["--cap-add", "CHOWN"],
                  ["--volume", "web-db-data:/var/lib/postgresql/data"]):
         assert any(flags[i:i + 2] == pair for i in range(len(flags))), pair

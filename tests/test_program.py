@@ -227,7 +227,7 @@ def test_every_container_is_hardened_by_default(case):
     stack, _ = case
     for name, inputs in _containers(stack).items():
         assert inputs["capabilities"] == {"drops": ["ALL"]}, name
-        assert inputs["securityOpts"] == ["no-new-privileges:true"], name
+        assert inputs["securityOpts"] == ["no-new-privileges=true"], name
         assert inputs["memory"] == 512.0 and inputs["memorySwap"] == 512.0, name
         assert inputs["init"] is True, name
 

@@ -37,14 +37,14 @@ def test_every_rendered_container_input_is_mapped(stacks):
 
 def test_hardening_inputs_reach_the_engine_fields():
     inputs = {"name": "x", "image": "i", "capabilities": {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]},
-              "securityOpts": ["no-new-privileges:true"], "memory": 256, "init": True,
+              "securityOpts": ["no-new-privileges=true"], "memory": 256, "init": True,
               "readOnly": True, "tmpfs": {"/tmp": "size=16m"}, "user": "65532:65532",
               "ulimits": [{"name": "nproc", "soft": 64, "hard": 64}],
               "ports": [{"internal": 5000, "external": 5000, "protocol": "udp"}]}
     body, _ = _container_body(inputs, "sha256:feed")
     host = body["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
-    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    assert host["SecurityOpt"] == ["no-new-privileges=true"]
     assert host["Memory"] == 256 * 2**20
     assert host["Init"] and host["ReadonlyRootfs"] and host["Tmpfs"] == {"/tmp": "size=16m"}
     assert host["Ulimits"] == [{"Name": "nproc", "Soft": 64, "Hard": 64}]

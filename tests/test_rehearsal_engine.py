@@ -90,7 +90,7 @@ def test_declared_hardening_is_what_the_engine_enforces(engine):
     dockerd, api = engine
     image = import_standin(dockerd.docker, "example/app:1")
     hardened = {"name": "hardened", "image": "x", "entrypoints": ["sleep", "600"],
-                "capabilities": {"drops": ["ALL"]}, "securityOpts": ["no-new-privileges:true"],
+                "capabilities": {"drops": ["ALL"]}, "securityOpts": ["no-new-privileges=true"],
                 "memory": 64, "init": True, "healthcheck": HEALTHY}
     neighbour = {"name": "neighbour", "image": "x", "entrypoints": ["sleep", "600"],
                  "capabilities": {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]},

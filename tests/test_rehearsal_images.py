@@ -31,9 +31,9 @@ APP_NETWORK = "app"
 # The library's database hardening (components/backup.py postgres(), docker_run_flags).
 DB_HARDENING = ["--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "DAC_OVERRIDE",
                 "--cap-add", "FOWNER", "--cap-add", "SETGID", "--cap-add", "SETUID",
-                "--security-opt", "no-new-privileges:true", "--init", "--memory", "512m",
+                "--security-opt", "no-new-privileges=true", "--init", "--memory", "512m",
                 "--memory-swap", "512m", "--pids-limit", "200"]
-APP_HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--init",
+APP_HARDENING = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges=true", "--init",
                  "--memory", "512m", "--memory-swap", "512m", "--pids-limit", "200"]
 HEALTH = ["--health-interval", "1s", "--health-timeout", "5s", "--health-retries", "1"]
 REFERENCES = {"db": "postgres:16.4", "postgis": "postgis/postgis:16-3.4", "redis": "redis:7.4.1",

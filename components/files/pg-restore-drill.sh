@@ -140,7 +140,7 @@ started_network=1
 # its data directory and drop to the postgres user.
 if ! docker run --rm --detach --name "$drill" --network "$network" \
        --label "jamjam.drill=$NAME" --memory "$MEMORY" --pids-limit 512 \
-       --security-opt no-new-privileges:true --cap-drop ALL \
+       --security-opt no-new-privileges=true --cap-drop ALL \
        --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER --cap-add SETGID --cap-add SETUID \
        --env POSTGRES_HOST_AUTH_METHOD=trust "$image" >/dev/null 2>"$work/run.err"; then
   # A container created but not started is not removed by --rm.

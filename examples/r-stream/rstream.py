@@ -92,7 +92,9 @@ def app(config: Config) -> App:
     redis = ContainerSpec(
         role="redis", name=REDIS, image=config.images["redis"], host=HOST,
         # A cache, not a store: no snapshot, no append-only file, so no volume to back up.
-        command=("redis-server", "--save", "", "--appendonly", "no"),
+        # `--save` followed by another option is `save ""` (Redis 7.0+; the pin is 7.x): the
+        # docker provider refuses the empty argument `--save ""` would need.
+        command=("redis-server", "--save", "--appendonly", "no"),
         aliases=(REDIS_ALIAS,),
         healthcheck=Healthcheck(("redis-cli", "ping")),
         # The image's own unprivileged user: its entrypoint then needs no capabilities.

@@ -144,14 +144,14 @@ def _no_new_privileges(name: str, props: dict[str, Any], report: ReportViolation
     options = strings(props.get("securityOpts"))
     if any(is_unknown(o) for o in options):
         report(f"{name} has securityOpts unknown at preview, so it may gain privileges through "
-               "setuid binaries. Declare securityOpts [\"no-new-privileges:true\"] as a literal.",
+               "setuid binaries. Declare securityOpts [\"no-new-privileges=true\"] as a literal.",
                None)
         return
     values = [m.group(1) or "true" for m in (_NNP.match(str(o).strip()) for o in options) if m]
     if not values or "false" in values:
         shown = "unset" if not options else repr(options)
         report(f"{name} has securityOpts {shown}, so a setuid binary in it can gain privileges. "
-               "Set securityOpts [\"no-new-privileges:true\"].", None)
+               "Set securityOpts [\"no-new-privileges=true\"].", None)
 
 
 def _memory_limited(name: str, props: dict[str, Any], report: ReportViolation) -> None:
