@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pulumi
 
-from jamjam_infra.host import DEBIAN_RELEASES
+from jamjam_infra.host import DEBIAN_RELEASES, HOST_KEY
 from tools import _pulumi_compat
 
 NAMESPACE = "jamjam"
@@ -57,7 +57,6 @@ _IMAGE = re.compile(
     r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 _SCHEDULE_FIELD = re.compile(r"^[0-9*/,-]+$")
-_HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-\S+|ssh-rsa) \S+$")
 
 
 class SettingsError(pulumi.RunError):
@@ -88,7 +87,7 @@ class SshSettings:
     initial_user: str
     """User that exists on a fresh VPS (often root); used once to create ``user``."""
     private_key: pulumi.Output[str]
-    host_key: str | None
+    host_key: str
 
 
 @dataclass(frozen=True)
@@ -267,7 +266,7 @@ def _day_to_day_user(value: Any) -> str:
 
 
 def _host_key(value: Any) -> str:
-    if not isinstance(value, str) or not _HOST_KEY.match(value.strip()):
+    if not isinstance(value, str) or not HOST_KEY.match(value.strip()):
         raise ValueError("must be the host's public key as 'type base64'")
     return value.strip()
 
@@ -405,8 +404,8 @@ TOP_LEVEL: tuple[Setting | Section, ...] = (
         Setting("hostKey", _host_key,
                 Shell("\"$(ssh-keyscan -t ed25519 \"$(pulumi config get --stack {stack} "
                       "jamjam:vpsAddress)\" 2>/dev/null | cut -d' ' -f2-)\""),
-                "The VPS's SSH host public key ('type base64'); unset trusts the first key seen.",
-                default=None),
+                "The VPS's SSH host public key ('type base64'), required: remote commands "
+                "and the Docker provider refuse any other key.", operator=True),
     ), "SSH access (user, initialUser, hostKey)."),
     Setting("sshPrivateKey", _private_key, Shell("< ~/.ssh/jamjam_ed25519"),
             "Private key of ssh.user (and initialUser on first contact); set with --secret.",

@@ -27,7 +27,8 @@ def digest(text: str) -> str:
 
 
 def connection(host: str, port: int, user: str, private_key: pulumi.Input[str],
-               host_key: str | None) -> command.remote.ConnectionArgs:
+               host_key: str) -> command.remote.ConnectionArgs:
+    # host_key is required: without it pulumi-command ignores the host's key altogether.
     return command.remote.ConnectionArgs(
         host=host, port=port, user=user, private_key=private_key, host_key=host_key,
         # A VPS that is rebooting (unattended upgrades) should not fail the whole update.

@@ -102,6 +102,10 @@ def bootstrap_script(debian: Debian) -> str:
     return text
 
 
+HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-\S+|ssh-rsa) \S+$")
+"""An SSH public host key as ``type base64`` (the first two fields of a .pub file)."""
+
+
 @dataclass(frozen=True)
 class SshArgs:
     host: str
@@ -112,8 +116,29 @@ class SshArgs:
     initial_user: str
     """User that exists on a fresh VPS (often root); used once to create ``user``."""
     private_key: pulumi.Input[str]
-    host_key: str | None = None
-    """Pinned host key ("type base64"); None trusts the first key seen (accept-new)."""
+    host_key: str
+    """The VPS's SSH host public key ("type base64"), required: every remote command and the
+    Docker provider's ssh:// connection refuse any other key, so nothing trusts whatever
+    answers on the address first."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host_key, str) or not HOST_KEY.match(self.host_key.strip()):
+            raise SpecError(f"ssh host {self.host}: host_key must be the VPS's SSH host public "
+                             "key as 'type base64' (ssh-keyscan -t ed25519 <address>)")
+
+    @property
+    def known_hosts_line(self) -> str:
+        """The host key as a known_hosts line for this address and port."""
+        pattern = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{pattern} {self.host_key.strip()}"
+
+    @property
+    def docker_ssh_opts(self) -> list[str]:
+        """ssh options of the Docker provider's ssh:// transport: batch mode, and this host key
+        only (see Host)."""
+        return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", f"KnownHostsCommand=/bin/echo {self.known_hosts_line}"]
 
     @property
     def docker_host(self) -> str:
@@ -205,9 +230,12 @@ class Host(pulumi.ComponentResource):
             f"{name}-docker",
             host=args.ssh.docker_host,
             # The docker CLI's ssh transport uses the operator's ssh client and agent. Batch mode
-            # makes a missing key fail fast instead of waiting for a password prompt.
-            ssh_opts=["-o", "BatchMode=yes", "-o",
-                      f"StrictHostKeyChecking={'yes' if args.ssh.host_key else 'accept-new'}"],
+            # makes a missing key fail fast instead of waiting for a password prompt. The host
+            # key is the stack's pinned one only: no known_hosts file is read (the operator's
+            # may hold an old key for the address) and none is written (nothing to keep in
+            # step on every laptop and CI runner); KnownHostsCommand (OpenSSH 8.5+; an older
+            # ssh refuses the option, so it still fails closed) hands ssh the one line.
+            ssh_opts=args.ssh.docker_ssh_opts,
             # The first preview of a new stack runs before the VPS has Docker; the daemon is
             # only needed when something is actually created.
             disable_docker_daemon_check=True,

@@ -40,7 +40,7 @@ import pulumi
 import pulumi_command as command
 
 from jamjam_infra.container import ContainerSpec
-from jamjam_infra.host import DEBIAN_RELEASES, Debian, HostArgs, SshArgs
+from jamjam_infra.host import DEBIAN_RELEASES, HOST_KEY, Debian, HostArgs, SshArgs
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.r2_store import BUCKET_NAME, R2StoreArgs, Retention, rclone_config_path
 from jamjam_infra.tunnel import ExternalCheck, Route, TunnelArgs
@@ -54,6 +54,8 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _CLOUDFLARE_ID = re.compile(r"^[0-9a-f]{32}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _REQUIRED = object()
+# Fills SshArgs while a bad key is collected: done() raises before any resource uses it.
+_NO_HOST_KEY = "ssh-ed25519 AAAA"
 
 
 class StackConfigError(pulumi.RunError):
@@ -265,9 +267,9 @@ class StackConfig:
         return value
 
     def operator(self) -> Operator:
-        """vpsAddress, cloudflareAccountId, cloudflareZoneId, sshPrivateKey (secret), and the
-        optional ssh.user / ssh.hostKey / alertWebhookUrl (secret) / vpsDebianVersion (12 or
-        13, default 13)."""
+        """vpsAddress, cloudflareAccountId, cloudflareZoneId, ssh.hostKey, sshPrivateKey
+        (secret), and the optional ssh.user / alertWebhookUrl (secret) / vpsDebianVersion (12
+        or 13, default 13)."""
         def ipv4(raw: str) -> str:
             try:
                 address = ipaddress.IPv4Address(raw.strip())
@@ -289,6 +291,14 @@ class StackConfig:
         user = str(ssh.get("user", "ops"))
         if not _USER.match(user) or user == "root":
             self._fail("ssh.user", f"must be a non-root user name, got {user!r}", "ops")
+        host_key = str(ssh.get("hostKey") or "").strip()
+        if not HOST_KEY.match(host_key):
+            problem = "is not set" if not host_key else \
+                f"must be the VPS's SSH host public key as 'type base64', got {host_key!r}"
+            # Without it every remote command would trust whatever answers on the address.
+            self._fail("ssh.hostKey", problem, "ssh-ed25519 <base64> (ssh-keyscan -t ed25519 "
+                       "<vpsAddress>; compare ssh-keygen -lf with the provider's console)")
+            host_key = _NO_HOST_KEY
         key = self.secret("sshPrivateKey", "\"$(cat ~/.ssh/id_ed25519)\"")
         webhook = None
         if self._config.get("alertWebhookUrl") is not None:
@@ -298,7 +308,7 @@ class StackConfig:
             ssh=SshArgs(host=address or "", port=int(ssh.get("port", 22)), user=user,
                         initial_user=str(ssh.get("initialUser", "root")),
                         private_key=key,
-                        host_key=ssh.get("hostKey")),
+                        host_key=host_key),
             alert_webhook_url=webhook,
             debian=Debian(debian or 13, f"{self.namespace}:vpsDebianVersion"),
         )

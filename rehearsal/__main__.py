@@ -178,7 +178,8 @@ class Rehearsal:
         cron_d = vps.rootfs / "etc/cron.d"
         self.cron_before = set(os.listdir(cron_d)) if cron_d.is_dir() else set()
         self.overrides = {**self.config, "vpsAddress": vps.address,
-                          "sshPrivateKey": {"secret": vps.key.read_text()}}
+                          "sshPrivateKey": {"secret": vps.key.read_text()},
+                          "ssh": self._ssh_with_host_key()}
         stack = self.step("render plan", self._render)
         self.stack = stack
         self.applier = Applier(vps, self.say)
@@ -211,6 +212,15 @@ class Rehearsal:
         self.step("re-apply unchanged", self._reapply)
         self.step("replace image pin", self._replace)
         self.step("destroy", self._destroy)
+
+    def _ssh_with_host_key(self) -> dict[str, Any]:
+        """The stack's ssh settings with the booted VPS's own host key, as an operator pins it
+        (the plan's remote commands and provider then refuse any other key)."""
+        project = load_project(self.project_dir)
+        config = engine_config(self.stack_name, self.config, project=project)[0]
+        ssh = json.loads(config.get(f"{project.name}:ssh") or "{}")
+        pub = self.vps.rootfs / "etc/ssh/ssh_host_ed25519_key.pub"
+        return {**ssh, "hostKey": " ".join(pub.read_text().split()[:2])}
 
     def _base(self, cold: bool) -> str:
         started = time.monotonic()

@@ -23,6 +23,7 @@ from jamjam_infra.host import Host, HostArgs, SshArgs
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from tests.cron_helpers import cron_entry_fields, cron_env
 from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
+from tests.ssh_helpers import fake_host_key
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "command:remote:Command"
@@ -63,7 +64,8 @@ DIRS = (SyncedDir("recordings", volume_path("shop-recordings"), "recordings/"),
 def _host(containers=()) -> Host:
     return Host("vps", HostArgs(
         ssh=SshArgs(host="203.0.113.40", port=22, user="ops", initial_user="root",
-                    private_key=pulumi.Output.secret("-----EXAMPLE KEY-----")),
+                    private_key=pulumi.Output.secret("-----EXAMPLE KEY-----"),
+                    host_key=fake_host_key()),
         stack="production", network="shop", containers=list(containers)))
 
 

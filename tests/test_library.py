@@ -26,6 +26,7 @@ from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools import _pulumi_compat as compat
 from tools.render import (RenderedStack, _Mocks, _RecordingMonitor, is_secret, render,
                           reveal)
+from tests.ssh_helpers import fake_host_key
 
 CONTAINER = "docker:index/container:Container"
 ACCOUNT = "ac" * 16  # built, not written: no token-shaped literals in the repo
@@ -76,7 +77,8 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
 
 def _ssh(address: str = "203.0.113.30") -> SshArgs:
     return SshArgs(host=address, port=22, user="ops", initial_user="root",
-                   private_key=pulumi.Output.secret("-----EXAMPLE KEY-----"))
+                   private_key=pulumi.Output.secret("-----EXAMPLE KEY-----"),
+                   host_key=fake_host_key())
 
 
 def _app(**changes) -> ContainerSpec:

@@ -411,6 +411,22 @@ def _isolate(project: Project) -> None:
             del sys.modules[name]
 
 
+def fill_nested(config: dict[str, str], namespace: str, key: str, value: Any) -> bool:
+    """Set ``key`` (``object.field``) inside the object the config holds (or a new one) when
+    the field is unset; True when it was. A stand-in for one field of an object the stack file
+    sets in part (``ssh.hostKey`` beside ``ssh.user``)."""
+    top, field = key.split(".", 1)
+    full = _full_key(namespace, top)
+    try:
+        current = json.loads(config[full]) if full in config else {}
+    except json.JSONDecodeError:
+        return False
+    if not isinstance(current, dict) or current.get(field) not in (None, ""):
+        return False
+    config[full] = _as_config_string({**current, field: value})
+    return True
+
+
 def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
                   remove: Iterable[str] = (), use_examples: bool = True,
                   project: Project | None = None) -> tuple[dict[str, str], list[str],
@@ -428,9 +444,15 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
             continue
         config[_full_key(namespace, key)] = _as_config_string(value)
     examples: dict[str, str] = {}
+    nested: dict[str, Any] = {}
     if use_examples:
         for secret in (False, True):
             for key, value in project.stand_ins_for(stack, secret).items():
+                if "." in key:
+                    # A field inside an object the stack file may set (ssh.hostKey): filled
+                    # once the stack's own values and the overrides are known.
+                    nested[key] = value
+                    continue
                 full = _full_key(namespace, key)
                 if full not in config:
                     config[full] = _as_config_string(value)
@@ -450,6 +472,10 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
     for key in remove:
         config.pop(_full_key(namespace, key), None)
         examples.pop(key, None)
+    for key, value in nested.items():
+        if key not in remove and key.split(".", 1)[0] not in remove and \
+                fill_nested(config, namespace, key, value):
+            examples[key] = str(value)
     for key, declaration in project.config.items():
         # pkg/workspace/config.go mergeConfig: a default (or value) fills a key the stack
         # lacks, whole; a key the stack sets is kept as it is, never merged with the default.

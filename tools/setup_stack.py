@@ -33,15 +33,15 @@ from typing import Any, Callable
 import yaml
 
 from tools.render import (EXAMPLE_COMMON, EXAMPLE_SECRETS, EXAMPLE_VALUES, ROOT, STACKS,
-                          _as_config_string)
+                          _as_config_string, fill_nested)
 
 import pulumi  # noqa: E402  (after tools.render, which puts the repo on sys.path)
 import settings  # noqa: E402
 
 NS = settings.NAMESPACE
 PROG = "python -m tools.setup_stack"
-# Not one of settings' top-level operator keys, but CI needs it: without a pinned host key
-# every CI run would trust whatever answers on the VPS address (StrictHostKeyChecking=accept-new).
+# Not one of settings' top-level operator keys (it sits inside jamjam:ssh), but required like
+# them: without it a remote command would trust whatever answers on the VPS address.
 HOST_KEY_PATH = ("ssh", "hostKey")
 HOST_KEY = f"{NS}:{'.'.join(HOST_KEY_PATH)}"
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
@@ -115,7 +115,10 @@ def _probe_config(stack: str, document: dict[str, Any]) -> tuple[dict[str, str],
     config = {k: _as_config_string(v) for k, v in (document.get("config") or {}).items()
               if not _is_secure(v)}
     for key, value in {**EXAMPLE_COMMON, **EXAMPLE_VALUES.get(stack, {})}.items():
-        config.setdefault(f"{NS}:{key}", value)
+        if "." in key:
+            fill_nested(config, NS, key, value)
+        else:
+            config.setdefault(f"{NS}:{key}", value)
     secret_keys = []
     for key, value in EXAMPLE_SECRETS.items():
         full = f"{NS}:{key}"
@@ -298,9 +301,11 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
     section = config.get(f"{NS}:{HOST_KEY_PATH[0]}") or {}
     if not (isinstance(section, dict) and section.get(HOST_KEY_PATH[1])):
         argv = ["pulumi", "config", "set", *at, "--path", HOST_KEY]
-        gaps.append(Gap(f"{HOST_KEY} is not set: CI will not trust a VPS host key it has never "
-                        f"seen; use the first two fields of {HOST_KEY_FILE} on the VPS (read it "
-                        "on the provider's console, not over the network you are checking)",
+        gaps.append(Gap(f"{HOST_KEY} is not set: every remote command and the Docker provider "
+                        "refuse a VPS host key they have not been given; get it with "
+                        "`ssh-keyscan -t ed25519 <vpsAddress>` and check `ssh-keygen -lf` of it "
+                        f"against the fingerprint of {HOST_KEY_FILE} shown on the provider's "
+                        "console (a scan alone trusts whatever answers on the network)",
                         argv, value="plain",
                         shown=shlex.join(argv) + " '<type> <base64 key>'",
                         prompt=HOST_KEY,
