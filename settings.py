@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping
 import pulumi
 
 from jamjam_infra.host import DEBIAN_RELEASES, HOST_KEY
-from tools import _pulumi_compat
+from jamjam_infra import _config_compat
 
 NAMESPACE = "jamjam"
 
@@ -566,7 +566,7 @@ class _Reader:
                 self.fail(spec.key, "is not set",
                           self.set_command(spec.key, spec.example, spec.secret))
             return None if spec.default is REQUIRED else spec.default
-        if spec.secret and not _pulumi_compat.is_config_secret(f"{self._namespace}:{spec.key}"):
+        if spec.secret and not _config_compat.is_config_secret(f"{self._namespace}:{spec.key}"):
             # A plaintext value sits unencrypted in Pulumi.<stack>.yaml, which is committed.
             self.fail(spec.key, "is stored in plaintext; set it again with --secret",
                       f"{self.rm_command(spec.key)} && "
@@ -661,7 +661,7 @@ class _Reader:
                 if isinstance(target, Setting):
                     # Move the value over, unless it is (or is meant to be) a secret, which
                     # an error line never shows.
-                    secret = target.secret or _pulumi_compat.is_config_secret(f"{prefix}{name}")
+                    secret = target.secret or _config_compat.is_config_secret(f"{prefix}{name}")
                     value = target.example if secret else self._config.get(name)
                     fix += " && " + self.set_command(close[0], value, secret=target.secret)
             else:
@@ -685,7 +685,7 @@ def load(config: pulumi.Config | None = None, stack: str | None = None) -> Setti
     config = config or pulumi.Config(NAMESPACE)
     stack = stack or pulumi.get_stack()
     read = _Reader(config, stack)
-    read.unknown_top_level(_pulumi_compat.config_keys())
+    read.unknown_top_level(_config_compat.config_keys())
     raw = {spec.key: read.setting(spec) if isinstance(spec, Setting) else read.section(spec)
            for spec in TOP_LEVEL}
 

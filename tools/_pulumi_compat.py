@@ -8,8 +8,8 @@ resource (a fifth of an offline render). Each of these is a private name that an
 move; importing them only here means such an upgrade touches this file alone, and the import
 below fails at once, naming the symbol, rather than deep inside a render.
 
-settings.py imports this module under the real CLI too; everything imported here is part of
-the SDK's runtime, which ``import pulumi`` has loaded already, so it costs nothing there.
+The config reader's two needs (every config key, whether one is encrypted) are on the deploy
+path, so they live in the library (jamjam_infra._config_compat) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from typing import Any, Awaitable, Callable, TypeVar
 from pulumi.runtime import resource as _resource
 from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
-from pulumi.runtime.config import is_config_secret as _is_config_secret
 from pulumi.runtime.stack import run_pulumi_func as _run_pulumi_func
 from pulumi.runtime.proto import source_pb2 as _source_pb2
 from pulumi.runtime.sync_await import _sync_await
+
+# What a config reader needs lives with the reader, on the deploy path; re-exported here for
+# the offline tooling.
+from jamjam_infra._config_compat import config_keys, is_config_secret  # noqa: F401
 
 T = TypeVar("T")
 
@@ -30,11 +33,6 @@ SECRET_SIG: str = _rpc._special_sig_key
 """Key that marks a serialized value as special (a secret, an asset, a resource reference)."""
 SECRET_VALUE: str = _rpc._special_secret_sig
 """Value of that key for a secret; the secret itself sits under ``"value"``."""
-
-
-def is_config_secret(key: str) -> bool:
-    """Whether ``namespace:key`` was stored encrypted (set with ``--secret``)."""
-    return _is_config_secret(key)
 
 
 def sync_await(awaitable: Awaitable[T]) -> T:
@@ -56,14 +54,6 @@ def reset_root_resource() -> None:
 def root_resource() -> Any:
     """The stack resource of the current run (its ``outputs`` are the stack exports)."""
     return _settings.get_root_resource()
-
-
-def config_keys() -> set[str]:
-    """Every ``namespace:key`` the engine passed to the program (the SDK has no public way to
-    list them, and settings.py must list them to reject a mistyped key)."""
-    from pulumi.runtime import config as _config
-
-    return set(_config.CONFIG.get()) | set(_config.get_config_env())
 
 
 UNKNOWN: str = _rpc.UNKNOWN
