@@ -11,16 +11,21 @@ import settings
 from jamjam_infra.host import Debian, Host, HostArgs
 from jamjam_infra.log_archive import LogArchive, LogArchiveArgs
 from jamjam_infra.operations import Operations
-from jamjam_infra.tunnel import Tunnel, TunnelArgs
+from jamjam_infra.tunnel import PendingToken, Tunnel, TunnelArgs
 
 config = settings.load()
-
-tunnel = Tunnel("signaling", TunnelArgs(
-    account_id=config.account_id,
-    zone_id=config.zone_id,
-    tunnel_name=jamjam.tunnel_name(config),
-    routes=jamjam.routes(config),
-))
+# The containers first, so every config error (an image or role no container has) is raised
+# before any resource is registered; the connector's token arrives once the tunnel exists.
+token = PendingToken()
+with token:
+    containers = jamjam.containers(config, tunnel_token=token.output)
+    tunnel = Tunnel("signaling", TunnelArgs(
+        account_id=config.account_id,
+        zone_id=config.zone_id,
+        tunnel_name=jamjam.tunnel_name(config),
+        routes=jamjam.routes(config),
+    ))
+    token.resolve(tunnel.token)
 
 vps = Host(jamjam.HOST, HostArgs(
     ssh=jamjam.ssh(config),
@@ -29,7 +34,7 @@ vps = Host(jamjam.HOST, HostArgs(
     labels=jamjam.LABELS,
     moved_from=jamjam.MOVED_FROM,
     debian=Debian(config.vps_debian_version),
-    containers=jamjam.containers(config, tunnel_token=tunnel.token),
+    containers=containers,
 ))
 
 if config.log_archive:

@@ -7,14 +7,13 @@ Only this module and ``__main__`` know ``settings``; the library gets plain Args
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import pulumi
 
 from jamjam_infra.container import ContainerSpec, Healthcheck, Labels, Port
 from jamjam_infra.host import MovedFrom, SshArgs
 from jamjam_infra.log_archive import RCLONE_CONFIG
 from jamjam_infra.operations import OperationsArgs
+from jamjam_infra.schema import settle
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 from settings import Settings
 
@@ -56,7 +55,7 @@ def ssh(config: Settings) -> SshArgs:
 
 def _signaling(config: Settings) -> ContainerSpec:
     return ContainerSpec(
-        role="signaling", name=SIGNALING, image=config.images.signaling, host=HOST,
+        role="signaling", name=SIGNALING, image=config.images["signaling"], host=HOST,
         entrypoint=(SIGNALING_BINARY,),
         command=("--port", str(config.signaling_port), "--host", "0.0.0.0"),
         env={"RUST_LOG": config.log_level},
@@ -79,11 +78,13 @@ def routes(config: Settings) -> list[Route]:
 
 
 def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
-    """SPEC's three containers, in start order, with the stack's hardening overrides."""
+    """SPEC's three containers, in start order, with the stack's hardening overrides
+    (``jamjam:containers.<role>``); refuses an image or role the stack sets and no container
+    has, or the reverse, before any resource is registered."""
     signaling = _signaling(config)
     address = echo_address(config)
     echo = ContainerSpec(
-        role="echo", name=ECHO, image=config.images.echo, host=HOST,
+        role="echo", name=ECHO, image=config.images["echo"], host=HOST,
         entrypoint=(ECHO_BINARY,),
         command=("--port", str(config.echo_port), "--host", "0.0.0.0",
                  "--delay", str(config.echo_delay_ms),
@@ -95,21 +96,9 @@ def containers(config: Settings, tunnel_token: pulumi.Output[str]) -> list[Conta
         healthcheck=Healthcheck(("pgrep", ECHO_BINARY)),
         depends_on=("signaling",),
     )
-    tunnel = cloudflared(CLOUDFLARED, config.images.cloudflared, HOST, tunnel_token,
+    tunnel = cloudflared(CLOUDFLARED, config.images["cloudflared"], HOST, tunnel_token,
                          depends_on=("signaling",))
-    return [_override(spec, config) for spec in (signaling, echo, tunnel)]
-
-
-def _override(spec: ContainerSpec, config: Settings) -> ContainerSpec:
-    # `jamjam:containers.<role>` arrives with the declarative settings; until then the
-    # attribute does not exist and every container keeps the library defaults.
-    overrides: Mapping[str, Any] = getattr(config, "containers", None) or {}
-    found = overrides.get(spec.role)
-    if found is None:
-        return spec
-    return spec.with_overrides(memory_mb=found.memory_mb, pids_limit=found.pids_limit,
-                               read_only_rootfs=found.read_only_rootfs, user=found.user,
-                               cap_add=found.cap_add)
+    return settle(config.values, (signaling, echo, tunnel))
 
 
 def operations(config: Settings, connection, host_ready: pulumi.Resource) -> OperationsArgs:

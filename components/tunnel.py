@@ -4,6 +4,7 @@ rules, a proxied DNS record per hostname and, per route, an optional external he
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Sequence
 
 import pulumi
@@ -140,6 +141,42 @@ class Tunnel(pulumi.ComponentResource):
         # The provider does not mark the token secret; it would land in state in plaintext.
         self.token = pulumi.Output.secret(token.token)
         self.register_outputs({"tunnel_id": self.tunnel_id, "token": self.token})
+
+
+class PendingToken:
+    """The tunnel's token before the tunnel exists, so a project can build every container spec
+    (and so meet every config error: an image or role no container has) before it registers
+    any resource, the connector's spec included. ``output`` goes into the connector's spec;
+    ``resolve(tunnel.token)`` once the Tunnel is declared, inside ``with`` so that a failure
+    before it still ends the program:
+
+        token = PendingToken()
+        with token:
+            containers = project.containers(config, tunnel_token=token.output)
+            tunnel = Tunnel(...)
+            token.resolve(tunnel.token)
+
+    (pulumi.deferred_output underneath: the runtime waits for every pending value before the
+    program ends, so a value never resolved would hang the run instead of failing it.)"""
+
+    def __init__(self) -> None:
+        self.output, self._resolve = pulumi.deferred_output()
+        self._resolved = False
+
+    def resolve(self, token: pulumi.Output[str]) -> None:
+        self._resolved = True
+        self._resolve(token)
+
+    def __enter__(self) -> PendingToken:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if not self._resolved:
+            # The program is failing (or forgot the tunnel): end the wait, nothing uses it.
+            self.resolve(pulumi.Output.secret(""))
+            if error is None:
+                raise RuntimeError("PendingToken left without resolve(tunnel.token)")
 
 
 def cloudflared(name: str, image: str, host: str, token: pulumi.Input[str],

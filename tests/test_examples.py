@@ -227,11 +227,15 @@ def test_bad_config_is_one_line_per_key_with_a_fix_and_nothing_registered():
                           "hostname": "thinkring.example.org"})
     lines = raised.value.lines
     assert not raised.value.registered
-    assert any(line.startswith("thinkring:images.frontend must be an image pinned") for line in lines)
-    assert any(line.startswith("thinkring:hostname must be inside the zone example.com") for line in lines)
+    assert any(line.startswith("thinkring:images.frontend: must not use the moving tag 'latest'")
+               for line in lines)
+    assert any(line.startswith("thinkring:hostname: must be inside the zone 'example.com'")
+               for line in lines)
     for key in ("vpsAddress", "cloudflareAccountId", "cloudflareZoneId", "sshPrivateKey"):
-        assert any(line.startswith(f"thinkring:{key} is not set; fix: pulumi config set") for line in lines), key
-    assert any("pulumi config set --secret thinkring:sshPrivateKey" in line for line in lines)
+        assert any(line.startswith(f"thinkring:{key}: is not set; fix: pulumi config set "
+                                   "--stack production") for line in lines), key
+    assert any("pulumi config set --stack production --secret thinkring:sshPrivateKey" in line
+               for line in lines)
 
 
 def test_a_bad_bucket_name_is_one_line_with_a_fix():
@@ -240,9 +244,9 @@ def test_a_bad_bucket_name_is_one_line_with_a_fix():
                overrides={"imageBucket": "Images_Bucket"})
     assert not raised.value.registered
     assert raised.value.lines == (
-        "shiojiri-rainbow-seeker:imageBucket must look like 'shiojiri-rainbow-images', got "
-        "'Images_Bucket'; fix: pulumi config set shiojiri-rainbow-seeker:imageBucket "
-        "shiojiri-rainbow-images",)
+        "shiojiri-rainbow-seeker:imageBucket: is not a valid R2 bucket name, got "
+        "'Images_Bucket'; fix: pulumi config set --stack production "
+        "shiojiri-rainbow-seeker:imageBucket shiojiri-rainbow-images",)
 
 
 def test_make_plan_examples_says_what_each_declares():
@@ -405,9 +409,9 @@ def test_a_broken_example_is_one_line_per_key_and_exit_2(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("thinkring: Pulumi.production.yaml: thinkring:hostname must be "
-                               "inside the zone example.com")
-    assert "thinkring:images.db must be an image pinned by tag or digest" in lines[1]
+    assert lines[0].startswith("thinkring: Pulumi.production.yaml: thinkring:images.db: needs "
+                               "a tag or digest")
+    assert "thinkring:hostname: must be inside the zone 'example.com'" in lines[1]
     assert "Project r-stream" in result.stdout, "the other project still renders"
 
 
@@ -418,7 +422,8 @@ def test_a_secret_key_set_in_plaintext_is_refused(key):
         render("production", project_dir=EXAMPLES["workspace-backend"],
                overrides={key: "plaintext-" + "x" * 8})
     (line,) = raised.value.lines
-    assert line.startswith(f"workspace-backend:{key} is stored in plaintext in the stack file; "
-                           f"it must be a secret; fix: pulumi config set --secret "
-                           f"workspace-backend:{key}")
+    assert line.startswith(f"workspace-backend:{key}: is stored in plaintext; set it again "
+                           f"with --secret; fix: pulumi config rm --stack production "
+                           f"workspace-backend:{key} && pulumi config set --stack production "
+                           f"--secret workspace-backend:{key} ")
     assert not raised.value.registered

@@ -20,7 +20,8 @@ from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port,
                                     Volume, docker_run_flags)
 from jamjam_infra.host import (DEBIAN_RELEASES, Debian, Host, HostArgs, MovedFrom, SshArgs,
                                bootstrap_script)
-from jamjam_infra.project_settings import SiteConfig, StackConfigError
+from jamjam_infra.project_settings import SiteConfig
+from jamjam_infra.schema import ConfigError
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools import _pulumi_compat as compat
@@ -460,10 +461,10 @@ def test_an_example_project_reads_its_own_debian_setting(value, version):
 
 def test_an_example_project_refuses_a_bad_debian_setting_in_one_line():
     examples = Path(__file__).resolve().parent.parent / "examples"
-    with pytest.raises(StackConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         render("production", project_dir=examples / "thinkring",
                overrides={"vpsDebianVersion": "11"})
     assert caught.value.lines == (
-        "thinkring:vpsDebianVersion must be the VPS's Debian release, 12 (bookworm) or "
+        "thinkring:vpsDebianVersion: must be the VPS's Debian release, 12 (bookworm) or "
         "13 (trixie) (upgrade an older host first), got '11'; fix: pulumi config set "
-        "thinkring:vpsDebianVersion 13",)
+        "--stack production thinkring:vpsDebianVersion 13",)

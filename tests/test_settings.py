@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import settings
+from jamjam_infra.schema import settle
 from settings import SettingsError
 from tools.render import ROOT, engine_config, render, reveal, stack_config
 
@@ -49,11 +50,13 @@ BAD_INPUTS = [
     ({"images": {"signaling": "ghcr.io/koeda/jamjam-signaling-server:0.1.0",
                  "echo": "ghcr.io/koeda/jamjam-echo-server:0.1.0",
                  "cloudflared": "cloudflare/cloudflared:2025.11.1", "redis": "redis:7"}},
-     "jamjam:images.redis", "not a known setting"),
+     "jamjam:images.redis", "is not the image of any container"),
     ({"images": "cloudflare/cloudflared:2025.11.1"}, "jamjam:images", "map of settings"),
     ({"ports": {"echo": 8080}}, "jamjam:ports.echo", "clashes"),
     ({"ports": {"echo": 22}}, "jamjam:ports.echo", "clashes"),
-    ({"ports": {"ssh": 8080}}, "jamjam:ports.ssh", "clashes"),
+    ({"ssh": {"port": 8080}}, "jamjam:ssh.port", "clashes"),
+    ({"ssh": {"port": 0}}, "jamjam:ssh.port", "whole number"),
+    ({"ports": {"ssh": 2222}}, "jamjam:ports.ssh", "moved to jamjam:ssh.port"),
     ({"ports": {"echo": 70000}}, "jamjam:ports.echo", "whole number"),
     ({"cloudflareAccountId": "my-account"}, "jamjam:cloudflareAccountId", "32-character hex"),
     ({"cloudflareZoneId": "ABC"}, "jamjam:cloudflareZoneId", "32-character hex"),
@@ -237,7 +240,7 @@ def test_missing_map_hint_is_a_pasteable_path_command():
     error = _render_bad({"remove": ["images"]})
     assert error.lines[0] == (
         "jamjam:images.signaling: is not set; fix: pulumi config set --stack production "
-        "--path 'jamjam:images.signaling' ghcr.io/koeda/jamjam-signaling-server:0.1.0")
+        "--path 'jamjam:images.signaling' ghcr.io/acme/app:1.0.0")
 
 
 def test_a_secret_in_error_messages_is_never_echoed():
@@ -270,10 +273,11 @@ def _load(overrides: dict | None = None) -> settings.Settings:
 
 
 def test_containers_unset_means_library_defaults_for_every_role():
+    import jamjam_app
     loaded = _load()
-    assert set(loaded.containers) == set(settings.CONTAINER_ROLES)
-    for overrides in loaded.containers.values():
-        assert overrides == settings.ContainerOverrides(None, None, None, None, None)
+    assert loaded.values["containers"] == {}
+    specs = jamjam_app.containers(loaded, tunnel_token=pulumi.Output.secret("t"))
+    assert settle(loaded.values, specs) == specs, "no override: the specs as declared"
 
 
 def test_containers_overrides_are_parsed_per_role():
@@ -283,21 +287,21 @@ def test_containers_overrides_are_parsed_per_role():
         "cloudflared": {"user": 65532, "readOnlyRootfs": True, "capAdd": []},
         "signaling": {"user": "nobody:nogroup"},
     }})
-    echo, cloudflared, signaling = (loaded.containers[r] for r in ("echo", "cloudflared",
-                                                                   "signaling"))
-    assert echo == settings.ContainerOverrides(memory_mb=256, pids_limit=128,
-                                               read_only_rootfs=True, user=None,
-                                               cap_add=("NET_BIND_SERVICE", "NET_RAW"))
-    assert cloudflared.user == "65532" and cloudflared.cap_add == ()
-    assert cloudflared.read_only_rootfs is True and cloudflared.memory_mb is None
-    assert signaling.user == "nobody:nogroup" and signaling.cap_add is None
+    found = loaded.values["containers"]
+    assert found["echo"] == {"memoryMb": 256, "pidsLimit": 128, "readOnlyRootfs": True,
+                             "user": None, "capAdd": ("NET_BIND_SERVICE", "NET_RAW")}
+    assert found["cloudflared"]["user"] == "65532" and found["cloudflared"]["capAdd"] == ()
+    assert found["cloudflared"]["readOnlyRootfs"] is True
+    assert found["cloudflared"]["memoryMb"] is None
+    assert found["signaling"]["user"] == "nobody:nogroup" and found["signaling"]["capAdd"] is None
 
 
 def test_project_defaults_fill_a_missing_section_like_the_cli():
     loaded = _load()
     assert (loaded.signaling_port, loaded.echo_port, loaded.ssh.port) == (8080, 5000, 22)
     config, _, _ = engine_config("production", remove=["ports", "ssh"])
-    assert yaml.safe_load(config["jamjam:ports"]) == {"signaling": 8080, "echo": 5000, "ssh": 22}
+    assert yaml.safe_load(config["jamjam:ports"]) == {"signaling": 8080, "echo": 5000}
+    assert yaml.safe_load(config["jamjam:ssh"])["port"] == 22
     # A stack's own map is taken whole, never merged with the project's default.
     config, _, _ = engine_config("production", {"ports": {"echo": 5001}})
     assert yaml.safe_load(config["jamjam:ports"]) == {"echo": 5001}

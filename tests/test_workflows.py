@@ -386,8 +386,7 @@ def _stack_with_key(tmp_path: Path, ssh_port: int) -> tuple[str, str]:
     key.unlink()
     document = {"config": {
         f"{NS}:vpsAddress": "198.51.100.7",
-        f"{NS}:ports": {"ssh": ssh_port},
-        f"{NS}:ssh": {"user": "jamjam", "hostKey": host_key},
+        f"{NS}:ssh": {"user": "jamjam", "hostKey": host_key, "port": ssh_port},
         f"{NS}:sshPrivateKey": {"secure": "fake:" + private.encode().hex()},
     }}
     (tmp_path / "Pulumi.production.yaml").write_text(yaml.safe_dump(document))
@@ -441,7 +440,7 @@ def test_ssh_from_stack_reads_the_keys_settings_reads():
     script = (GITHUB / "actions/setup/ssh-from-stack.sh").read_text()
     read = set(re.findall(r"\bget (?:--path )?([a-z]+:[\w.]+)", script))
     assert read == {f"{NS}:vpsAddress", f"{NS}:sshPrivateKey", setup_stack.HOST_KEY,
-                    f"{NS}:ports.ssh"}
+                    f"{NS}:ssh.port"}
     assert "vpsAddress" in settings.OPERATOR_KEYS and "sshPrivateKey" in settings.SECRET_KEYS
 
 

@@ -15,15 +15,20 @@ from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel
+from jamjam_infra.tunnel import PendingToken, Tunnel
 
 config = rstream.load()
 app = rstream.app(config)
 
-tunnel = Tunnel("live", config.tunnel(rstream.routes(config, app)))
+# The containers first, so every config error (an image or role no container has) is
+# raised before any resource is registered; the connector's token arrives with the tunnel.
+token = PendingToken()
+with token:
+    containers = rstream.containers(config, app, tunnel_token=token.output)
+    tunnel = Tunnel("live", config.tunnel(rstream.routes(config, app)))
+    token.resolve(tunnel.token)
 
-vps = Host(rstream.HOST, config.host(
-    rstream.NETWORK, rstream.containers(config, app, tunnel_token=tunnel.token)))
+vps = Host(rstream.HOST, config.host(rstream.NETWORK, containers))
 
 ops = Operations("ops", config.operations(vps.connection, vps.ready))
 offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,

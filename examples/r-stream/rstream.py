@@ -19,7 +19,8 @@ import pulumi_command as command
 from jamjam_infra.backup import BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Volume
 from jamjam_infra.dir_sync import DirSyncArgs, SyncedDir, sync_retention, volume_path
-from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.project_settings import SITE_CHECKS, SiteConfig, site_fields, site_rows
+from jamjam_infra.schema import Setting, bucket, read
 from jamjam_infra.r2_store import R2Store, Retention, rclone_config_path
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -58,7 +59,13 @@ LOG_RETENTION = {"access": 90, "error": 180, "security": 365}
 CONTAINER_LOG_PREFIX = "logs/containers/"
 CONTAINER_LOG_DAYS = 180
 """stdout/stderr of every container: kept like the error logs."""
-ROLES = ("server", "db", "redis", "cloudflared")
+# The stack config: the rows every site shares, then this project's own (README
+# "Configuration reference", generated from these rows).
+TOP_LEVEL = (
+    *site_rows("live.example.com"),
+    Setting("bucket", bucket, "rstream-backups",
+            "R2 bucket of the dumps and the container logs."),
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +75,8 @@ class Config(SiteConfig):
 
 
 def load() -> Config:
-    config = StackConfig()
-    result = Config(
-        **config.site(ROLES, "live.example.com"),
-        bucket=config.bucket("bucket", "rstream-backups"),
-    )
-    config.done()
-    return result
+    values = read(TOP_LEVEL, SITE_CHECKS)
+    return Config(**site_fields(values), bucket=values["bucket"])
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
-    return [specs.db, specs.redis, specs.server, _cloudflared(config, tunnel_token)]
+    return config.containers([specs.db, specs.redis, specs.server, _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

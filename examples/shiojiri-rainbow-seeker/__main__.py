@@ -14,16 +14,21 @@ from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel
+from jamjam_infra.tunnel import PendingToken, Tunnel
 
 config = shiojiri.load()
 images = R2Store("images", shiojiri.image_store(config))
 app = shiojiri.app(config, images.credentials)
 
-tunnel = Tunnel("api", config.tunnel(shiojiri.routes(config, app)))
+# The containers first, so every config error (an image or role no container has) is
+# raised before any resource is registered; the connector's token arrives with the tunnel.
+token = PendingToken()
+with token:
+    containers = shiojiri.containers(config, app, tunnel_token=token.output)
+    tunnel = Tunnel("api", config.tunnel(shiojiri.routes(config, app)))
+    token.resolve(tunnel.token)
 
-vps = Host(shiojiri.HOST, config.host(
-    shiojiri.NETWORK, shiojiri.containers(config, app, tunnel_token=tunnel.token)))
+vps = Host(shiojiri.HOST, config.host(shiojiri.NETWORK, containers))
 
 ops = Operations("ops", config.operations(vps.connection, vps.ready,
                                           disk_alert_percent=shiojiri.DISK_ALERT_OVER,

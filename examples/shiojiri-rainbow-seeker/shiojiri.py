@@ -15,7 +15,8 @@ import pulumi
 
 from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, PostDeploy
-from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.project_settings import SITE_CHECKS, SiteConfig, site_fields, site_rows
+from jamjam_infra.schema import Setting, bucket, read
 from jamjam_infra.r2_store import R2StoreArgs, Retention, S3Credentials
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -52,7 +53,15 @@ LOG_DAYS = 30
 # level per metric and alerts over it, so the warning levels are the thresholds.
 MEMORY_ALERT_OVER = 79
 DISK_ALERT_OVER = 79
-ROLES = ("api", "db", "cloudflared")
+# The stack config: the rows every site shares, then this project's own (README
+# "Configuration reference", generated from these rows).
+TOP_LEVEL = (
+    *site_rows("api.shiojiri-rainbow.app", zone_example="shiojiri-rainbow.app"),
+    Setting("backupBucket", bucket, "shiojiri-rainbow-backups",
+            "R2 bucket of the database dumps and the container logs."),
+    Setting("imageBucket", bucket, "shiojiri-rainbow-images",
+            "R2 bucket the API stores uploaded images in."),
+)
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,9 @@ class Config(SiteConfig):
 
 
 def load() -> Config:
-    config = StackConfig()
-    result = Config(
-        **config.site(ROLES, "api.shiojiri-rainbow.app", zone_example="shiojiri-rainbow.app"),
-        backup_bucket=config.bucket("backupBucket", "shiojiri-rainbow-backups"),
-        image_bucket=config.bucket("imageBucket", "shiojiri-rainbow-images"),
-    )
-    config.done()
-    return result
+    values = read(TOP_LEVEL, SITE_CHECKS)
+    return Config(**site_fields(values), backup_bucket=values["backupBucket"],
+                  image_bucket=values["imageBucket"])
 
 
 def image_store(config: Config) -> R2StoreArgs:
@@ -144,7 +148,7 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
-    return [specs.db, specs.api, specs.worker, _cloudflared(config, tunnel_token)]
+    return config.containers([specs.db, specs.api, specs.worker, _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

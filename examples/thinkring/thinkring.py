@@ -14,7 +14,8 @@ import pulumi
 
 from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
-from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.project_settings import SITE_CHECKS, SiteConfig, site_fields, site_rows
+from jamjam_infra.schema import Setting, bucket, read
 from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -55,7 +56,13 @@ BACKUP_SETS = (
 # the dump lost the schema. Weekly, so a restore that stopped working is found long before it
 # is needed.
 DRILL = RestoreDrill("0 5 * * 0", min_tables=10, max_age_hours=25, max_restore_minutes=60)
-ROLES = ("frontend", "backend", "db", "cloudflared")
+# The stack config: the rows every site shares, then this project's own (README
+# "Configuration reference", generated from these rows).
+TOP_LEVEL = (
+    *site_rows("thinkring.example.com"),
+    Setting("bucket", bucket, "thinkring-backups",
+            "R2 bucket of the dumps (db/) and the container logs (logs/)."),
+)
 
 
 @dataclass(frozen=True)
@@ -65,13 +72,8 @@ class Config(SiteConfig):
 
 
 def load() -> Config:
-    config = StackConfig()
-    result = Config(
-        **config.site(ROLES, "thinkring.example.com"),
-        bucket=config.bucket("bucket", "thinkring-backups"),
-    )
-    config.done()
-    return result
+    values = read(TOP_LEVEL, SITE_CHECKS)
+    return Config(**site_fields(values), bucket=values["bucket"])
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def app(config: Config, secrets: Secrets) -> App:
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
     """In start order: the database, the API (migrated first), the front end, the tunnel."""
-    return [specs.db, specs.backend, specs.frontend, _cloudflared(config, tunnel_token)]
+    return config.containers([specs.db, specs.backend, specs.frontend, _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

@@ -14,15 +14,20 @@ from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
 from jamjam_infra.operations import Operations
 from jamjam_infra.r2_store import R2Store
-from jamjam_infra.tunnel import Tunnel
+from jamjam_infra.tunnel import PendingToken, Tunnel
 
 config = workspace.load()
 app = workspace.app(config)
 
-tunnel = Tunnel("api", config.tunnel(workspace.routes(config, app)))
+# The containers first, so every config error (an image or role no container has) is
+# raised before any resource is registered; the connector's token arrives with the tunnel.
+token = PendingToken()
+with token:
+    containers = workspace.containers(config, app, tunnel_token=token.output)
+    tunnel = Tunnel("api", config.tunnel(workspace.routes(config, app)))
+    token.resolve(tunnel.token)
 
-vps = Host(workspace.HOST, config.host(
-    workspace.NETWORK, workspace.containers(config, app, tunnel_token=tunnel.token)))
+vps = Host(workspace.HOST, config.host(workspace.NETWORK, containers))
 
 ops = Operations("ops", config.operations(vps.connection, vps.ready,
                                           disk_alert_percent=workspace.DISK_ALERT_OVER,

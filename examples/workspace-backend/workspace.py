@@ -11,7 +11,8 @@ import pulumi
 
 from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation
-from jamjam_infra.project_settings import SiteConfig, StackConfig
+from jamjam_infra.project_settings import SITE_CHECKS, SiteConfig, site_fields, site_rows
+from jamjam_infra.schema import Setting, bucket, text, read
 from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
@@ -51,7 +52,17 @@ DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=25)
 # percent, so 79 and 89.
 DISK_ALERT_OVER = 79
 MEMORY_ALERT_OVER = 89
-ROLES = ("tracker", "bot", "db", "cloudflared")
+# The stack config: the rows every site shares, then this project's own (README
+# "Configuration reference", generated from these rows).
+TOP_LEVEL = (
+    *site_rows("work-tracker.example.com"),
+    Setting("twitchClientId", text, "<client id from dev.twitch.tv>",
+            "The bot's Twitch application client id."),
+    Setting("twitchClientSecret", text, "<client secret>",
+            "The bot's Twitch client secret; set with --secret.", secret=True, operator=True),
+    Setting("bucket", bucket, "workspace-backend-backups",
+            "R2 bucket of the dumps (db/) and the container logs (logs/)."),
+)
 
 
 @dataclass(frozen=True)
@@ -63,15 +74,10 @@ class Config(SiteConfig):
 
 
 def load() -> Config:
-    config = StackConfig()
-    result = Config(
-        **config.site(ROLES, "work-tracker.example.com"),
-        twitch_client_id=config.text("twitchClientId", "<client id from dev.twitch.tv>"),
-        twitch_client_secret=config.secret("twitchClientSecret", "<client secret>"),
-        bucket=config.bucket("bucket", "workspace-backend-backups"),
-    )
-    config.done()
-    return result
+    values = read(TOP_LEVEL, SITE_CHECKS)
+    return Config(**site_fields(values), twitch_client_id=values["twitchClientId"],
+                  twitch_client_secret=values["twitchClientSecret"],
+                  bucket=values["bucket"])
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
     """In start order: the database, the tracker, the bot that calls it, the tunnel."""
-    return [specs.db, specs.tracker, specs.bot, _cloudflared(config, tunnel_token)]
+    return config.containers([specs.db, specs.tracker, specs.bot, _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

@@ -51,10 +51,19 @@ _ALLOWLIST_SCHEMA = PolicyConfigSchema(properties=ALLOWED_CAPABILITIES)
 Check = Callable[[str, dict[str, Any], ReportViolation], None]
 
 
+# Where a message names the stack setting that fixes it: the project's own config namespace,
+# which is its project name, the second field of every URN (urn:pulumi:<stack>::<project>::...).
+_NAMESPACE = "<namespace>"
+
+
 def _containers_only(check: Check) -> Callable[[ResourceValidationArgs, ReportViolation], None]:
     def validate(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if args.resource_type == CONTAINER:
-            check(label(args), props_of(args), report)
+            namespace = args.urn.split("::")[1] if args.urn.count("::") >= 3 else "<project>"
+
+            def reported(message: str, urn: Any = None) -> None:
+                report(message.replace(_NAMESPACE, namespace), urn)
+            check(label(args), props_of(args), reported)
     return validate
 
 
@@ -173,7 +182,7 @@ def _read_only_rootfs(name: str, props: dict[str, Any], report: ReportViolation)
             ("unknown at preview" if is_unknown(read_only) else repr(read_only))
         report(f"{name} has readOnly {shown}, so a compromised process can change the image's "
                "files. Where the image allows it, set readOnly true with tmpfs for the paths it "
-               "writes (jamjam:containers.<role>.readOnlyRootfs).", None)
+               f"writes ({_NAMESPACE}:containers.<role>.readOnlyRootfs).", None)
 
 
 _ROOT_USERS = {"root", "0"}
@@ -187,7 +196,7 @@ def _non_root_user(name: str, props: dict[str, Any], report: ReportViolation) ->
     elif not isinstance(user, str) or not user.strip():
         report(f"{name} sets no user, so it runs as whatever the image says, often root. Where "
                "the image allows it, set user to a non-root uid:gid "
-               "(jamjam:containers.<role>.user).", None)
+               f"({_NAMESPACE}:containers.<role>.user).", None)
     elif user.strip().split(":", 1)[0] in _ROOT_USERS:
         report(f"{name} runs as user {user!r}, which is root. Set user to a non-root uid:gid "
                "(e.g. \"65532:65532\").", None)

@@ -4,7 +4,7 @@
 #
 #   ssh-from-stack.sh <stack>
 #
-# - jamjam:ssh.hostKey (and jamjam:ports.ssh) -> ~/.ssh/known_hosts; the Docker provider's ssh runs
+# - jamjam:ssh.hostKey (and jamjam:ssh.port) -> ~/.ssh/known_hosts; the Docker provider's ssh runs
 #   with StrictHostKeyChecking=yes once a host key is pinned;
 # - jamjam:sshPrivateKey -> an ssh-agent, straight from `pulumi config get` through a pipe, never
 #   onto disk or a command line; SSH_AUTH_SOCK goes to $GITHUB_ENV for the later steps.
@@ -29,7 +29,7 @@ lacks() {
 
 address=$(get jamjam:vpsAddress 2>/dev/null) || lacks jamjam:vpsAddress
 host_key=$(get --path jamjam:ssh.hostKey 2>/dev/null) || lacks jamjam:ssh.hostKey
-port=$(get --path jamjam:ports.ssh 2>/dev/null) || port=22
+port=$(get --path jamjam:ssh.port 2>/dev/null) || port=22
 
 # ssh looks a non-standard port up as [host]:port.
 pattern=$address
