@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rehearsal.__main__ import Rehearsal, _config_override  # noqa: E402
+from rehearsal.__main__ import Rehearsal, config_override  # noqa: E402
 from rehearsal.engine import RehearsalError  # noqa: E402
 
 GOAL_SECONDS = 10.0
@@ -30,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stack", default="production", choices=("production", "test"))
     parser.add_argument("--config", metavar="KEY=VALUE", action="append", default=[],
-                        type=_config_override,
+                        type=config_override,
                         help="override one stack config key, e.g. vpsDebianVersion=12")
     args = parser.parse_args()
     rehearsal = Rehearsal(args.stack, bench=True, quiet=True, config=dict(args.config))

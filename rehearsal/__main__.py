@@ -27,11 +27,11 @@ if str(ROOT) not in sys.path:
 
 from rehearsal import checks  # noqa: E402
 from rehearsal.apply import CONTAINER, IMAGE, NETWORK, VOLUME, Applier, State  # noqa: E402
-from rehearsal.engine import (CACHE, RehearsalError, import_standin, leftovers,  # noqa: E402
-                              require_root, require_tools, run, suffix, wait_for)
+from rehearsal.engine import (CACHE, RehearsalError, leftovers, require_root,  # noqa: E402
+                              require_tools, run, suffix, wait_for)
+from rehearsal.images import import_standin  # noqa: E402
 from rehearsal.vps import (INTERNET_ADDRESS, SUITES, TOOLS, Vps, base_image,  # noqa: E402
-                           base_image_path, check_plan_release, debian_version,
-                           start_intervals)
+                           base_image_path, check_plan_release, debian_version)
 from tools.render import (STACKS, ProjectError, RenderedStack, engine_config,  # noqa: E402
                           load_project, render, reveal, stack_config)
 
@@ -190,7 +190,7 @@ class Rehearsal:
         self.docker = self.applier.docker_cli(provider)
         self.step("containers healthy", lambda: checks.wait_healthy(self.api, stack))
         self.step("healthcheck start interval",
-                  lambda: start_intervals(self.api, stack, self.debian))
+                  lambda: checks.start_intervals(self.api, stack, self.debian))
         self.step("stand-ins behave", lambda: checks.standins(self.api, self.docker, stack))
         self.step("tunnel origins answer the connector", lambda: checks.tunnel_origins(
             stack, self.docker, import_standin(self.docker, "jamjam-rehearsal/standin:probe")))
@@ -386,7 +386,7 @@ class Rehearsal:
         self.chatty = f"rehearsal-rotating-{self.tag}"
         self.job_logs: dict[str, list[str]] = {}
         jobs = checks.cron_commands(self.vps, self.cron_new)
-        kind = {name: _job_kind(env) for name, (_, _, env) in jobs.items()}
+        kind = {name: job_kind(env) for name, (_, _, env) in jobs.items()}
         order = sorted(jobs, key=lambda n: (kind[n] == "drill", n))
         try:
             env = self.step("jobs: set up", lambda: self._job_setup(jobs, kind))
@@ -609,8 +609,8 @@ class Rehearsal:
 
     def _replace_one(self, reference: str) -> str:
         overrides = dict(self.overrides)
-        new_ref = _bumped(reference)
-        overrides.update(_override_for(self.stack_name, reference, new_ref, self.project_dir))
+        new_ref = bumped_reference(reference)
+        overrides.update(override_for(self.stack_name, reference, new_ref, self.project_dir))
         stack = self._rendered(overrides)
         users = [c["name"] for c in checks.containers(stack)
                  if any(r.type == IMAGE and reveal(r.inputs)["name"] == new_ref and
@@ -704,7 +704,7 @@ class Rehearsal:
                     if reveal(r.inputs)["connection"]["user"] != "root")
 
 
-def _job_kind(env: dict[str, str]) -> str:
+def job_kind(env: dict[str, str]) -> str:
     """What a cron file's job is, from the variables its script reads (README per script)."""
     if env.get("JAMJAM_BACKUP_SET"):
         return "backup"
@@ -745,7 +745,7 @@ def _calls_trivy(vps: Vps, command: str) -> bool:
                for s in scripts if (vps.rootfs / s.lstrip("/")).exists())
 
 
-def _bumped(reference: str) -> str:
+def bumped_reference(reference: str) -> str:
     """The same image under a new tag: what an operator's pin change looks like."""
     ref = reference.split("@")[0]
     path, _, last = ref.rpartition("/")
@@ -754,7 +754,7 @@ def _bumped(reference: str) -> str:
     return f"{path}/{new}" if path else new
 
 
-def _override_for(stack: str, old: str, new: str, project_dir: Path = ROOT) -> dict[str, Any]:
+def override_for(stack: str, old: str, new: str, project_dir: Path = ROOT) -> dict[str, Any]:
     """The stack-config override that changes the pin ``old`` to ``new``, wherever the config
     keeps it (the config's shape belongs to the program, not to the rehearsal)."""
     def swap(value):
@@ -778,7 +778,9 @@ def _override_for(stack: str, old: str, new: str, project_dir: Path = ROOT) -> d
     raise RehearsalError(f"the image {old} is not a value of the stack config; cannot change its pin")
 
 
-def _config_override(text: str) -> tuple[str, Any]:
+def config_override(text: str) -> tuple[str, Any]:
+    """--config KEY=VALUE as a stack-config key and its YAML value; a malformed one is the
+    parser's one-line error."""
     import yaml
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -824,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", action="store_true",
                         help="change every image pin in turn and print each replacement gap")
     parser.add_argument("--config", metavar="KEY=VALUE", action="append", default=[],
-                        type=_config_override,
+                        type=config_override,
                         help="override one stack config key (VALUE as YAML), e.g. vpsDebianVersion=12")
     args = parser.parse_args(argv)
     try:

@@ -29,7 +29,8 @@ from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
 from jamjam_infra.host import START_INTERVAL_API, api_version
-from rehearsal.engine import RehearsalError, import_standin, run, standin_for, wait_for
+from rehearsal.engine import RehearsalError, run, wait_for
+from rehearsal.images import import_standin, standin_for
 from rehearsal.vps import Vps
 from tools.render import RenderedStack, Resource, reveal
 
@@ -58,8 +59,9 @@ CONTAINER_BEHAVIOUR_KEYS = {"mustRun", "start", "wait", "waitTimeout", "destroyG
                             "containerReadRefreshTimeoutMilliseconds", "name", "image"}
 
 
-def _ns(value: Any) -> int:
-    """Docker duration strings of the provider ("30s", "1m30s", "500ms") in nanoseconds."""
+def duration_ns(value: Any) -> int:
+    """A Docker duration string of the provider ("30s", "1m30s", "500ms") in nanoseconds, as the
+    engine API takes it; a value without a unit is an error, not a guess."""
     units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
              "h": 3_600_000_000_000}
     text, total, number = str(value), 0, ""
@@ -122,8 +124,9 @@ _PLAIN_INPUTS: dict[str, tuple[str, str, Any]] = {
 }
 
 
-# Each supported container input -> how it lands in the create body (the provider's mapping).
-def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[dict]]:
+def container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[dict]]:
+    """The engine API's create body for a container's provider inputs, and the networks to
+    connect it to after: each supported input lands where the docker provider puts it."""
     body: dict[str, Any] = {"Image": image_id, "Labels": {}}
     host: dict[str, Any] = {}
     networks: list[dict] = []
@@ -144,7 +147,7 @@ def _container_body(inputs: dict[str, Any], image_id: str) -> tuple[dict, list[d
             for src, dst in (("interval", "Interval"), ("timeout", "Timeout"),
                              ("startPeriod", "StartPeriod"), ("startInterval", "StartInterval")):
                 if value.get(src) not in (None, "", "0s"):
-                    hc[dst] = _ns(value[src])
+                    hc[dst] = duration_ns(value[src])
             if value.get("retries") is not None:
                 hc["Retries"] = int(value["retries"])
             body["Healthcheck"] = hc
@@ -658,9 +661,9 @@ class Applier:
         if type_ == CONTAINER:
             provider_create_checks(inputs)
             image_id = self._image_for(resource, inputs, image_ids, provider)
-            body, more_networks = _container_body(inputs, image_id)
+            body, more_networks = container_body(inputs, image_id)
             if self.generic.get(image_id):
-                body["Env"] = [*body.get("Env", []), *_generic_ports(inputs)]
+                body["Env"] = [*body.get("Env", []), *generic_ports(inputs)]
             if not changed:
                 return "same", "", prev_out
             action = "create"
@@ -774,7 +777,7 @@ class Applier:
         return Outcome(fake, action, time.monotonic() - started)
 
 
-def _generic_ports(inputs: dict) -> list[str]:
+def generic_ports(inputs: dict) -> list[str]:
     """What the generic stand-in listens on (it plays an image the rehearsal knows nothing
     about): the container's ports and any port its healthcheck names (":8000/health",
     "-p 5432"). Only for generic stand-ins; jamjam's own take their ports from their command."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from rehearsal.apply import CONTAINER, DockerApi
+from rehearsal.apply import CONTAINER, DockerApi, duration_ns
 from rehearsal.engine import RehearsalError, wait_for
 from rehearsal.vps import Vps
 from tools.render import RenderedStack, reveal
@@ -75,8 +75,34 @@ def health_deadline(inputs: dict) -> float:
     """How long a container may take to turn healthy under its own healthcheck: the start
     period, one interval before the first probe, its timeout, and a margin."""
     hc = inputs.get("healthcheck") or {}
-    from rehearsal.apply import _ns
-    return sum(_ns(hc[k]) for k in ("startPeriod", "interval", "timeout") if hc.get(k)) / 1e9 + 30
+    return sum(duration_ns(hc[k]) for k in ("startPeriod", "interval", "timeout") if hc.get(k)) / 1e9 + 30
+
+
+def start_intervals(api: DockerApi, stack: RenderedStack, version: int) -> str:
+    """What the VPS's engine made of the plan's healthchecks: on Debian 13 every container
+    runs with the start interval the plan sets; on Debian 12 the plan sets none (the provider's
+    client would refuse the create) and the containers exist, with none."""
+    engine = api.request("GET", "/version")
+    found = []
+    for resource in stack.of_type(CONTAINER):
+        inputs = reveal(resource.inputs)
+        planned = (inputs.get("healthcheck") or {}).get("startInterval")
+        info = api.inspect(inputs["name"])
+        if info is None:
+            raise RehearsalError(f"container {inputs['name']} does not exist")
+        actual = (info["Config"].get("Healthcheck") or {}).get("StartInterval") or 0
+        if version >= 13 and planned is None:
+            raise RehearsalError(f"the Debian {version} plan sets no start interval on "
+                                 f"{inputs['name']}")
+        if version < 13 and planned is not None:
+            raise RehearsalError(f"the Debian {version} plan sets a start interval on "
+                                 f"{inputs['name']}, which its Docker cannot take")
+        if actual != (duration_ns(planned) if planned else 0):
+            raise RehearsalError(f"{inputs['name']}: Healthcheck.StartInterval is {actual} ns, "
+                                 f"the plan says {planned or 'none'}")
+        found.append(f"{inputs['name']} {planned or 'none'}")
+    return (f"Debian {version}, engine {engine.get('Version')} (API {engine.get('ApiVersion')}): "
+            f"Healthcheck.StartInterval {', '.join(found)}")
 
 
 def wait_healthy(api: DockerApi, stack: RenderedStack) -> str:

@@ -196,7 +196,7 @@ class Dockerd:
         if self.proc is None or self.proc.poll() is not None:
             return
         # SIGTERM to dockerd itself (unshare's child): it stops containers and its containerd.
-        for child in _children(self.proc.pid):
+        for child in children(self.proc.pid):
             os.kill(child, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -210,7 +210,8 @@ class Dockerd:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s direct children (a namespace's init is its launcher's child)."""
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
@@ -287,55 +288,3 @@ def standin_rootfs() -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return tar_path
-
-
-@dataclass(frozen=True)
-class StandIn:
-    kind: str
-    entrypoint: list[str]
-    user: str = ""
-
-
-def standin_for(reference: str) -> StandIn:
-    """The stand-in that plays the image ``reference``, by its repository name: jamjam's own
-    images and cloudflared have one each; the example projects' PostgreSQL, Redis and app
-    images run real software (rehearsal/images.py); anything else gets the generic listener."""
-    from rehearsal import images   # here, not at the top: rehearsal.images imports this module
-    spec = images.spec_for(reference)
-    if spec is not None:
-        return StandIn(spec.kind, list(spec.entrypoint or spec.cmd), user=spec.user)
-    path, _, last = reference.split("@")[0].rpartition("/")
-    last = last.split(":")[0]
-    repo = f"{path}/{last}" if path else last
-    if repo.endswith("cloudflare/cloudflared") or last == "cloudflared":
-        # The official image: ENTRYPOINT ["cloudflared", "--no-autoupdate"], USER nonroot.
-        return StandIn("cloudflared", ["cloudflared", "--no-autoupdate"], user="nonroot")
-    if "signaling" in last:
-        return StandIn("signaling", ["signaling-server"])
-    if "echo" in last:
-        return StandIn("echo", ["echo-server"])
-    return StandIn("generic", ["standin"])
-
-
-def import_standin(docker, reference: str) -> str:
-    """``docker import`` the stand-in for ``reference``, tagged with exactly that reference
-    (the rendered one); returns the image id. ``docker`` runs the docker CLI (argv tail)."""
-    from rehearsal import images   # here, not at the top: rehearsal.images imports this module
-    spec = images.spec_for(reference)
-    if spec is not None:
-        return images.derive(docker, reference, spec)
-    standin = standin_for(reference)
-    tag = reference.split("@")[0]
-    changes = ["--change", "ENTRYPOINT " + _json_list(standin.entrypoint),
-               "--change", "ENV PATH=/usr/local/bin:/bin",
-               "--change", f"LABEL jamjam.rehearsal.standin={standin.kind}"]
-    if standin.user:
-        changes += ["--change", f"USER {standin.user}"]
-    data = standin_rootfs().read_bytes()
-    out = docker("import", *changes, "-", tag, input=data, timeout=120)
-    return out.stdout.decode().strip()
-
-
-def _json_list(items: list[str]) -> str:
-    import json
-    return json.dumps(items)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from rehearsal.engine import (CACHE, STANDINS, RehearsalError, require_tools, standin_rootfs,
                               suffix)
+from rehearsal.vps import debootstrap_tar, mirror_sources
 
 SUITE = "bookworm"
 PG_MAJOR = "15"
@@ -136,9 +137,8 @@ def spec_for(reference: str) -> ImageSpec | None:
 def rootfs(log=print) -> Path:
     """The Debian rootfs as a tar, cached in CACHE keyed by suite, package list and mirror, and
     written atomically (other runs share the directory)."""
-    # rehearsal/vps.py finds the mirror for the VPS; the images come from the same one.
-    from rehearsal.vps import _mirror_sources, debootstrap_tar
-    mirror = _mirror_sources()[0]
+    # The images come from the mirror the VPS uses.
+    mirror = mirror_sources()[0]
     # _trim's own source is part of the key: a change to what it removes is a new rootfs.
     key = hashlib.sha256(f"{SUITE} minbase {' '.join(PACKAGES)} {mirror} "
                          f"{inspect.getsource(_trim)}".encode()).hexdigest()[:16]
@@ -257,3 +257,53 @@ def derive(docker, reference: str, spec: ImageSpec, log=print) -> str:
     finally:
         docker("rm", "-f", name, check=False)
     return out.stdout.decode().strip()
+
+
+# ---- which stand-in plays an image of the plan ----------------------------------------------
+
+@dataclass(frozen=True)
+class StandIn:
+    """What plays an image of the plan: its kind (as the stand-in reports it), entrypoint and user."""
+
+    kind: str
+    entrypoint: list[str]
+    user: str = ""
+
+
+def standin_for(reference: str) -> StandIn:
+    """The stand-in that plays the image ``reference``, by its repository name: jamjam's own
+    images and cloudflared have one each; the example projects' PostgreSQL, Redis and app
+    images run real software (rehearsal/images.py); anything else gets the generic listener."""
+    spec = spec_for(reference)
+    if spec is not None:
+        return StandIn(spec.kind, list(spec.entrypoint or spec.cmd), user=spec.user)
+    path, _, last = reference.split("@")[0].rpartition("/")
+    last = last.split(":")[0]
+    repo = f"{path}/{last}" if path else last
+    if repo.endswith("cloudflare/cloudflared") or last == "cloudflared":
+        # The official image: ENTRYPOINT ["cloudflared", "--no-autoupdate"], USER nonroot.
+        return StandIn("cloudflared", ["cloudflared", "--no-autoupdate"], user="nonroot")
+    if "signaling" in last:
+        return StandIn("signaling", ["signaling-server"])
+    if "echo" in last:
+        return StandIn("echo", ["echo-server"])
+    return StandIn("generic", ["standin"])
+
+
+def import_standin(docker, reference: str) -> str:
+    """``docker import`` the stand-in for ``reference``, tagged with exactly that reference
+    (the rendered one); returns the image id. ``docker`` runs the docker CLI (argv tail)."""
+    spec = spec_for(reference)
+    if spec is not None:
+        return derive(docker, reference, spec)
+    standin = standin_for(reference)
+    tag = reference.split("@")[0]
+    changes = ["--change", "ENTRYPOINT " + json.dumps(standin.entrypoint),
+               "--change", "ENV PATH=/usr/local/bin:/bin",
+               "--change", f"LABEL jamjam.rehearsal.standin={standin.kind}"]
+    if standin.user:
+        changes += ["--change", f"USER {standin.user}"]
+    data = standin_rootfs().read_bytes()
+    out = docker("import", *changes, "-", tag, input=data, timeout=120)
+    return out.stdout.decode().strip()
+

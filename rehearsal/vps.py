@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from rehearsal.engine import CACHE, Netns, RehearsalError, require_tools, run, veth, wait_for
+from rehearsal.engine import (CACHE, Netns, RehearsalError, children, require_tools, run, veth,
+                              wait_for)
 
 HERE = Path(__file__).resolve().parent
 SUITES = {12: "bookworm", 13: "trixie"}
@@ -38,7 +39,7 @@ TOOLS = {"debootstrap": "debootstrap", "unshare": "util-linux", "nsenter": "util
          "socat": "socat", "tar": "tar", "pivot_root": "util-linux"}
 
 
-def _mirror_sources() -> tuple[str, list[str]]:
+def mirror_sources() -> tuple[str, list[str]]:
     """The machine's own Debian mirror (its deb822 or one-line sources) and every host in them:
     the VPS uses the same mirror, as a provider image points at the provider's."""
     uris = []
@@ -88,7 +89,7 @@ def check_plan_release(stdins: list[str], version: int) -> None:
 
 
 def base_image_path(suite: str) -> Path:
-    mirror, _ = _mirror_sources()
+    mirror, _ = mirror_sources()
     key = hashlib.sha256(f"{suite} minbase {' '.join(BASE_PACKAGES)} {mirror}".encode()).hexdigest()[:16]
     return CACHE / f"base-{suite}-{key}.tar"
 
@@ -110,7 +111,7 @@ def debootstrap_tar(tar: Path, suite: str, packages: Sequence[str], name: str,
     """``debootstrap --variant=minbase`` of ``suite`` with ``packages`` from this machine's
     mirror, ``prepare``d, written as the tar ``tar`` (renamed into place whole). Shared by the
     VPS's base image and the example stand-ins' rootfs."""
-    mirror, _ = _mirror_sources()
+    mirror, _ = mirror_sources()
     CACHE.mkdir(parents=True, exist_ok=True)
     archives = CACHE / "apt-archives"
     archives.mkdir(exist_ok=True)
@@ -255,7 +256,7 @@ class Vps:
         (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
         os.chmod(ssh_dir / "authorized_keys", 0o600)
         (root / "etc/hostname").write_text("vps1\n")
-        mirror, hosts = _mirror_sources()
+        mirror, hosts = mirror_sources()
         lines = ["127.0.0.1 localhost", "127.0.1.1 vps1", "::1 localhost ip6-localhost"]
         self.mirror_addresses = {}
         for host in hosts:
@@ -387,11 +388,10 @@ class Vps:
                 "--root", "--wd=/", *argv]
 
     def vps_init_pid(self) -> int:
-        from rehearsal.engine import _children
-        children = _children(self.init.pid) if self.init else []
-        if not children:
+        found = children(self.init.pid) if self.init else []
+        if not found:
             raise RehearsalError("the VPS is not running")
-        return children[0]
+        return found[0]
 
     def ssh_config(self, identity: Path) -> Path:
         """An ssh client config for this run only: its own known_hosts (never ~/.ssh). No
@@ -434,34 +434,3 @@ class Vps:
     def port_open(self, port: int, host: str | None = None) -> bool:
         probe = ["bash", "-c", f"exec 3<>/dev/tcp/{host or self.address}/{port}"]
         return run(self.in_internet(["timeout", "3", *probe]), check=False).returncode == 0
-
-
-
-
-def start_intervals(api: Any, stack: Any, version: int) -> str:
-    """What the VPS's engine made of the plan's healthchecks: on Debian 13 every container
-    runs with the start interval the plan sets; on Debian 12 the plan sets none (the provider's
-    client would refuse the create) and the containers exist, with none."""
-    from rehearsal.apply import CONTAINER, _ns
-    from tools.render import reveal
-    engine = api.request("GET", "/version")
-    found = []
-    for resource in stack.of_type(CONTAINER):
-        inputs = reveal(resource.inputs)
-        planned = (inputs.get("healthcheck") or {}).get("startInterval")
-        info = api.inspect(inputs["name"])
-        if info is None:
-            raise RehearsalError(f"container {inputs['name']} does not exist")
-        actual = (info["Config"].get("Healthcheck") or {}).get("StartInterval") or 0
-        if version >= 13 and planned is None:
-            raise RehearsalError(f"the Debian {version} plan sets no start interval on "
-                                 f"{inputs['name']}")
-        if version < 13 and planned is not None:
-            raise RehearsalError(f"the Debian {version} plan sets a start interval on "
-                                 f"{inputs['name']}, which its Docker cannot take")
-        if actual != (_ns(planned) if planned else 0):
-            raise RehearsalError(f"{inputs['name']}: Healthcheck.StartInterval is {actual} ns, "
-                                 f"the plan says {planned or 'none'}")
-        found.append(f"{inputs['name']} {planned or 'none'}")
-    return (f"Debian {version}, engine {engine.get('Version')} (API {engine.get('ApiVersion')}): "
-            f"Healthcheck.StartInterval {', '.join(found)}")

@@ -213,7 +213,8 @@ def policy(name: str) -> Any:
     return next(p for p in ALL_POLICIES if p.name == name)
 
 
-def _options() -> PolicyResourceOptions:
+def resource_options() -> PolicyResourceOptions:
+    """Options of a resource that sets none (no parent, provider, dependencies or timeouts)."""
     return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
 
 
@@ -225,7 +226,7 @@ def violations(policy_name: str, type_: str, inputs: Mapping[str, Any], name: st
                config: Mapping[str, Any] | None = None) -> list[str]:
     """Messages ``policy_name`` reports for one resource (a ResourceValidationPolicy)."""
     args = ResourceValidationArgs(type_, analyzer_props(inputs), urn(type_, name), name,
-                                  _options(), None, config)
+                                  resource_options(), None, config)
     found: list[str] = []
     policy(policy_name).validate(args, lambda message, urn=None: found.append(message))
     return found
@@ -241,7 +242,7 @@ def stack_violations(policy_name: str, resources: list[Res],
     resources, with dependencies linked the way the analyzer links them."""
     items = {res[1]: PolicyResource(res[0], analyzer_props(res[2]),
                                     urn(res[0], res[1], stack, project),
-                                    res[1], _options(), None, None, [], {})
+                                    res[1], resource_options(), None, None, [], {})
              for res in resources}
     for res in resources:
         for dependency in (res[3] if len(res) > 3 else ()):

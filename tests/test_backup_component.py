@@ -13,7 +13,6 @@ from typing import Callable
 
 import pulumi
 import pytest
-from pulumi.runtime import settings as runtime_settings
 
 from jamjam_infra.backup import (POSTGRES_DATA, Backup, BackupArgs, BackupSet, RestoreDrill,
                                  backup_retention, backup_name, postgres)
@@ -22,7 +21,8 @@ from jamjam_infra.dir_sync import DirSync, DirSyncArgs, SyncedDir, sync_retentio
 from jamjam_infra.host import Host, HostArgs, SshArgs
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from tests.cron_helpers import cron_entry_fields, cron_env
-from tools.render import RenderedStack, _Mocks, _RecordingMonitor, is_secret, reveal
+from tools import _pulumi_compat as compat
+from tools.render import OfflineMocks, RecordingMonitor, RenderedStack, is_secret, reveal
 from tests.ssh_helpers import fake_host_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,9 +32,9 @@ DAY = 86_400.0
 
 
 def render_program(program: Callable[[], None], stack: str = "production") -> RenderedStack:
-    mocks = _Mocks(stack)
-    monitor = _RecordingMonitor(mocks)
-    runtime_settings.set_root_resource(None)
+    mocks = OfflineMocks(stack)
+    monitor = RecordingMonitor(mocks)
+    compat.reset_root_resource()
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="backups", stack=stack, preview=False,
                              monitor=monitor)
@@ -273,7 +273,7 @@ def test_the_log_archive_keeps_its_bucket_and_token_state_across_the_move_to_r2s
 
     aliases: dict[str, list[str]] = {}
 
-    class Monitor(_RecordingMonitor):
+    class Monitor(RecordingMonitor):
         def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
             aliases[request.name] = [alias.spec.parentUrn for alias in request.aliases]
             return super().RegisterResource(request)
@@ -285,9 +285,9 @@ def test_the_log_archive_keeps_its_bucket_and_token_state_across_the_move_to_r2s
                                           stack="production", connection=host.connection,
                                           host_ready=host.ready))
 
-    mocks = _Mocks("production")
+    mocks = OfflineMocks("production")
     monitor = Monitor(mocks)
-    runtime_settings.set_root_resource(None)
+    compat.reset_root_resource()
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="jamjam", stack="production", preview=False,
                              monitor=monitor)

@@ -65,7 +65,8 @@ def shipped_daemon_json() -> dict:
     return json.loads(body[:body.index("\nEOF\n")])
 
 
-def _which(tool: str) -> str:
+def tool_path(tool: str) -> str:
+    """Where a tool the engine tests need is installed; a missing one fails naming its fix."""
     found = shutil.which(tool, path=PATH)
     assert found, f"{tool} is needed: run `bash .ci/system-packages.sh`"
     return found
@@ -74,7 +75,7 @@ def _which(tool: str) -> str:
 @pytest.fixture(scope="module")
 def image_tar(tmp_path_factory) -> Path:
     """A root filesystem holding only the static busybox, as `docker import` takes it."""
-    busybox = _which("busybox")
+    busybox = tool_path("busybox")
     linked = subprocess.run(["ldd", busybox], capture_output=True, text=True)
     assert linked.returncode != 0, "busybox must be static (Debian package busybox-static)"
     tar_path = tmp_path_factory.mktemp("image") / "rootfs.tar"
@@ -165,7 +166,7 @@ def engine(tmp_path: Path) -> Engine:
     if os.geteuid() != 0:
         pytest.skip("dockerd and network namespaces need root")
     for tool in ("dockerd", "containerd", "runc", "nsenter", "ip", "jq"):
-        _which(tool)
+        tool_path(tool)
     suffix = secrets.token_hex(3)
     netns = f"jamjam-hd-{suffix}"
     # Unix socket paths are limited to 108 bytes: pytest's tmp_path is too deep for containerd's.
@@ -340,7 +341,8 @@ def test_an_interrupted_change_that_fails_rolls_back_to_what_ran_before_it(engin
     assert engine.leftovers() == []
 
 
-def _import_image(engine: Engine, tar: Path) -> None:
+def import_image(engine: Engine, tar: Path) -> None:
+    """Load the test image (``tar``, a rootfs) into ``engine`` as IMAGE."""
     with tar.open("rb") as stream:
         subprocess.run(["/usr/bin/docker", "--host", engine.socket, "import", "-", IMAGE],
                        stdin=stream, check=True, capture_output=True, timeout=60)
@@ -348,7 +350,7 @@ def _import_image(engine: Engine, tar: Path) -> None:
 
 def test_containers_get_the_daemon_defaults(engine, image_tar):
     assert engine.bootstrap().returncode == 0
-    _import_image(engine, image_tar)
+    import_image(engine, image_tar)
     cid = engine.docker("run", "-d", "-p", "127.0.0.1:18080:8080", IMAGE,
                         "httpd", "-f", "-p", "8080", "-h", "/www")
     status = engine.docker("exec", cid, "cat", "/proc/1/status")
@@ -364,7 +366,7 @@ def test_containers_get_the_daemon_defaults(engine, image_tar):
 def test_icc_off_isolates_the_default_bridge_but_not_a_user_defined_network(engine, image_tar):
     """Why icc can be off: it is docker0's setting; the jamjam network keeps its own (on)."""
     assert engine.bootstrap().returncode == 0
-    _import_image(engine, image_tar)
+    import_image(engine, image_tar)
     serve = ["httpd", "-f", "-p", "8080", "-h", "/www"]
     probe = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {} 8080"
     on_bridge = engine.docker("run", "-d", IMAGE, *serve)
@@ -385,7 +387,7 @@ def test_icc_off_isolates_the_default_bridge_but_not_a_user_defined_network(engi
 def test_the_first_install_leaves_running_containers_running(engine, image_tar):
     """dockerd without live-restore stops its containers when it stops: the step turns it on by
     reload before the restart, so even that restart leaves them running."""
-    _import_image(engine, image_tar)
+    import_image(engine, image_tar)
     engine.docker("network", "create", "jamjam")
     cid = engine.docker("run", "-d", "--restart", "always", "--network", "jamjam", IMAGE,
                         "sleep", "3600")
@@ -400,7 +402,7 @@ def test_the_first_install_leaves_running_containers_running(engine, image_tar):
 def test_a_config_change_restarts_dockerd_but_not_the_containers(engine, image_tar):
     """live-restore, in force since the first run, keeps containers up across the next restart."""
     assert engine.bootstrap().returncode == 0
-    _import_image(engine, image_tar)
+    import_image(engine, image_tar)
     cid = engine.docker("run", "-d", "--restart", "always", IMAGE, "sleep", "3600")
     started = engine.docker("inspect", "--format", "{{.State.StartedAt}} {{.State.Pid}}", cid)
     changed = dict(PROMISED, **{"log-level": "warn"})

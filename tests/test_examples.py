@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.cron_helpers import cron_entry_fields, cron_env
-from tools.plan import project_policy_config
+from tools.cli import project_policy_config
 from tools.policy_check import check
 from tools.render import RenderedStack, Resource, is_secret, render, reveal
 

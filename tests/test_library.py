@@ -25,7 +25,7 @@ from jamjam_infra.schema import ConfigError
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
 from tools import _pulumi_compat as compat
-from tools.render import (RenderedStack, _Mocks, _RecordingMonitor, is_secret, render,
+from tools.render import (OfflineMocks, RecordingMonitor, RenderedStack, is_secret, render,
                           reveal)
 from tests.ssh_helpers import fake_host_key
 
@@ -43,7 +43,7 @@ ALIASES: dict[str, list[tuple[str, str]]] = {}
 """Resource name -> (old name, old parent URN) of each alias, in the last render."""
 
 
-class _Monitor(_RecordingMonitor):
+class _Monitor(RecordingMonitor):
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         if request.retainOnDelete:
             RETAINED.add(request.name)
@@ -52,7 +52,7 @@ class _Monitor(_RecordingMonitor):
         return super().RegisterResource(request)
 
 
-class _LibraryMocks(_Mocks):
+class _LibraryMocks(OfflineMocks):
     def new_resource(self, args):
         ident, state = super().new_resource(args)
         if args.typ == "random:index/randomPassword:RandomPassword":
@@ -76,13 +76,15 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 
-def _ssh(address: str = "203.0.113.30") -> SshArgs:
+def ssh_args(address: str = "203.0.113.30") -> SshArgs:
+    """SSH arguments of a documentation-range host, for a library-only program."""
     return SshArgs(host=address, port=22, user="ops", initial_user="root",
                    private_key=pulumi.Output.secret("-----EXAMPLE KEY-----"),
                    host_key=fake_host_key())
 
 
-def _app(**changes) -> ContainerSpec:
+def app_spec(**changes) -> ContainerSpec:
+    """A web app container spec with a healthcheck; ``changes`` override its fields."""
     fields = dict(role="app", name="web-app", image="ghcr.io/example/app:1.0", host="vps",
                   healthcheck=HEALTH, aliases=("app",))
     return ContainerSpec(**{**fields, **changes})
@@ -105,7 +107,7 @@ def _django_like() -> RenderedStack:
         password = generated_secret("db-password")
         django_key = generated_secret("django-key", length=50)
         db = _db(secret_env={"POSTGRES_PASSWORD": password}, env={"POSTGRES_USER": "app"})
-        app = _app(
+        app = app_spec(
             env={"ENV": "production"},
             secret_env={
                 "DATABASE_URL": password.apply(lambda p: f"postgres://app:{p}@db:5432/app"),
@@ -113,7 +115,7 @@ def _django_like() -> RenderedStack:
             post_deploy=PostDeploy((("python", "manage.py", "migrate", "--noinput"),
                                     ("python", "manage.py", "collectstatic", "--noinput"))),
             depends_on=("db",))
-        Host("vps", HostArgs(ssh=_ssh(), stack="test", network="web", containers=[db, app]))
+        Host("vps", HostArgs(ssh=ssh_args(), stack="test", network="web", containers=[db, app]))
     return render_program(program)
 
 
@@ -238,10 +240,10 @@ def test_one_off_runs_get_the_serving_containers_hardening():
 
 def test_each_host_opens_only_ssh_and_what_its_own_containers_publish():
     def program() -> None:
-        Host("edge", HostArgs(ssh=_ssh("203.0.113.31"), stack="test", network="edge",
-                              containers=[_app(host="edge", ports=(Port(5000, "udp"),
+        Host("edge", HostArgs(ssh=ssh_args("203.0.113.31"), stack="test", network="edge",
+                              containers=[app_spec(host="edge", ports=(Port(5000, "udp"),
                                                                    Port(7000)))]))
-        Host("back", HostArgs(ssh=_ssh("203.0.113.32"), stack="test", network="back",
+        Host("back", HostArgs(ssh=ssh_args("203.0.113.32"), stack="test", network="back",
                               containers=[_db(host="back")]))
     stack = render_program(program)
     assert stack.named("edge-firewall").inputs["create"].endswith(
@@ -257,29 +259,29 @@ def test_a_moved_host_keeps_the_old_resources_by_alias():
     must move them in state, not replace them (a replaced network takes every container)."""
     old = "urn:pulumi:test::library::jamjam:index:Services::jamjam"
     render_program(lambda: Host("vps", HostArgs(
-        ssh=_ssh(), stack="test", network="n", containers=[_app()],
+        ssh=ssh_args(), stack="test", network="n", containers=[app_spec()],
         moved_from=MovedFrom(type="jamjam:index:Services", name="jamjam"))))
     assert ALIASES["vps-docker"] == [("jamjam-docker", old)]
     assert ALIASES["vps-network"] == [("jamjam-network", old)]
     assert ALIASES["web-app"] == [("", old)] and ALIASES["web-app-image"] == [("", old)]
     render_program(lambda: Host("vps", HostArgs(
-        ssh=_ssh(), stack="test", network="n", containers=[_app()])))
+        ssh=ssh_args(), stack="test", network="n", containers=[app_spec()])))
     assert ALIASES["vps-docker"] == [] and ALIASES["web-app"] == []
 
 
 def test_a_host_refuses_containers_placed_elsewhere():
     with pytest.raises(ValueError, match="names host 'back' but was given to host 'vps'"):
         render_program(lambda: Host("vps", HostArgs(
-            ssh=_ssh(), stack="test", network="n", containers=[_app(host="back")])))
+            ssh=ssh_args(), stack="test", network="n", containers=[app_spec(host="back")])))
 
 
 def test_a_spec_cannot_claim_the_librarys_labels():
     with pytest.raises(ValueError, match="label 'jamjam.stack' is set by the library"):
         render_program(lambda: Host("vps", HostArgs(
-            ssh=_ssh(), stack="test", network="n",
-            containers=[_app(labels={"jamjam.stack": "production"})])))
+            ssh=ssh_args(), stack="test", network="n",
+            containers=[app_spec(labels={"jamjam.stack": "production"})])))
     stack = render_program(lambda: Host("vps", HostArgs(
-        ssh=_ssh(), stack="test", network="n", containers=[_app(labels={"team": "web"})])))
+        ssh=ssh_args(), stack="test", network="n", containers=[app_spec(labels={"team": "web"})])))
     labels = {x["label"]: x["value"] for x in stack.named("web-app").inputs["labels"]}
     assert labels == {"jamjam.stack": "test", "jamjam.role": "app", "team": "web"}
 
@@ -287,16 +289,16 @@ def test_a_spec_cannot_claim_the_librarys_labels():
 def test_two_containers_cannot_publish_the_same_port_on_one_host():
     with pytest.raises(ValueError, match="publishes 5000/udp, which 'web-app' already publishes"):
         render_program(lambda: Host("vps", HostArgs(
-            ssh=_ssh(), stack="test", network="n",
-            containers=[_app(ports=(Port(5000, "udp"),)),
-                        _app(role="app2", name="web-app2", ports=(Port(5000, "udp"),))])))
+            ssh=ssh_args(), stack="test", network="n",
+            containers=[app_spec(ports=(Port(5000, "udp"),)),
+                        app_spec(role="app2", name="web-app2", ports=(Port(5000, "udp"),))])))
 
 
 def test_dependencies_must_be_listed_first():
     with pytest.raises(ValueError, match="depends on 'db', which is not listed before it"):
         render_program(lambda: Host("vps", HostArgs(
-            ssh=_ssh(), stack="test", network="n",
-            containers=[_app(depends_on=("db",)), _db()])))
+            ssh=ssh_args(), stack="test", network="n",
+            containers=[app_spec(depends_on=("db",)), _db()])))
 
 
 # --- specs refuse what the policies forbid ------------------------------------------------
@@ -304,24 +306,24 @@ def test_dependencies_must_be_listed_first():
 @pytest.mark.parametrize("port", [5432, 3306, 6379, 27017])
 def test_database_ports_cannot_be_published(port):
     with pytest.raises(ValueError, match=f"port {port} is a database/cache port"):
-        _app(ports=(Port(port),))
+        app_spec(ports=(Port(port),))
 
 
 @pytest.mark.parametrize("name", ["DB_PASSWORD", "SECRET_KEY_BASE", "API_TOKEN",
                                   "AWS_ACCESS_KEY_ID"])
 def test_secret_looking_env_must_be_secret_env(name):
     with pytest.raises(ValueError, match=f"env {name} looks like a secret"):
-        _app(env={name: "x"})
-    assert _app(secret_env={name: "x"}).secret_env[name] == "x"
+        app_spec(env={name: "x"})
+    assert app_spec(secret_env={name: "x"}).secret_env[name] == "x"
 
 
 def test_containers_restart_by_themselves_and_check_their_health():
     with pytest.raises(ValueError, match="restart must be 'always' or 'unless-stopped'"):
-        _app(restart="no")
+        app_spec(restart="no")
     with pytest.raises(ValueError, match="healthcheck needs a command"):
-        _app(healthcheck=Healthcheck(()))
+        app_spec(healthcheck=Healthcheck(()))
     with pytest.raises(ValueError, match="healthcheck needs a command"):
-        _app(healthcheck=Healthcheck(("true",), retries=0))
+        app_spec(healthcheck=Healthcheck(("true",), retries=0))
 
 
 def test_a_database_with_data_names_its_backup():
@@ -332,8 +334,8 @@ def test_a_database_with_data_names_its_backup():
 
 def test_a_tunnel_origin_is_never_a_published_port():
     with pytest.raises(ValueError, match="port 8000 is published"):
-        _app(ports=(Port(8000),)).origin(8000)
-    assert _app().origin(8000) == "http://app:8000"
+        app_spec(ports=(Port(8000),)).origin(8000)
+    assert app_spec().origin(8000) == "http://app:8000"
 
 
 def test_wait_timeout_follows_the_healthcheck():
@@ -401,7 +403,7 @@ def test_a_site_config_without_a_project_name_is_refused_at_import():
 
 def _on(debian: Debian | None = None) -> RenderedStack:
     def program() -> None:
-        args = dict(ssh=_ssh(), stack="test", network="web", containers=[_db(), _app()])
+        args = dict(ssh=ssh_args(), stack="test", network="web", containers=[_db(), app_spec()])
         Host("vps", HostArgs(**args, **({"debian": debian} if debian else {})))
     return render_program(program)
 
@@ -427,9 +429,9 @@ def test_the_wait_bound_holds_with_or_without_a_start_interval():
     for debian in (Debian(12), Debian(13)):
         assert _on(debian).named("web-app").inputs["waitTimeout"] == HEALTH.wait_timeout_s()
     with pytest.raises(ValueError, match="start_interval_s must be from 1 to interval_s"):
-        _app(healthcheck=Healthcheck(("true",), start_interval_s=0))
+        app_spec(healthcheck=Healthcheck(("true",), start_interval_s=0))
     with pytest.raises(ValueError, match="start_interval_s must be from 1 to interval_s"):
-        _app(healthcheck=Healthcheck(("true",), interval_s=10, start_interval_s=11))
+        app_spec(healthcheck=Healthcheck(("true",), interval_s=10, start_interval_s=11))
 
 
 def test_an_unsupported_release_is_refused_naming_the_setting():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from tests.ops_helpers import T0, host, receiver  # noqa: F401 (fixtures)
-from tests.test_docker_daemon import IMAGE, _import_image, engine, image_tar  # noqa: F401 (fixtures)
+from tests.test_docker_daemon import IMAGE, import_image, engine, image_tar  # noqa: F401 (fixtures)
 
 # Probes every second, unhealthy after one failure: the test waits seconds, not minutes.
 FAST = ["--health-interval", "1s", "--health-retries", "1", "--health-timeout", "1s"]
@@ -36,7 +36,7 @@ def _wait_health(engine, expected: dict[str, str], timeout: float = 30) -> None:
 
 def test_only_this_stacks_unhealthy_container_is_restarted_then_backed_off(
         engine, image_tar, host, receiver):  # noqa: F811 (fixtures)
-    _import_image(engine, image_tar)
+    import_image(engine, image_tar)
     _container(engine, "jamjam-sick", "production", "false")
     _container(engine, "jamjam-fine", "production", "true")
     _container(engine, "other-sick", "test", "false")

@@ -23,7 +23,8 @@ for _line in (FIXTURES / "ops_docker_image_inspect.tsv").read_text().splitlines(
     SCANNED[_digest] = REPORTS[_digest.split("@")[0].rsplit("/", 1)[1]]
 
 
-def _report_name(ref: str) -> str:
+def report_name(ref: str) -> str:
+    """The file tests/fixtures/bin/trivy reads the recorded report of image ``ref`` from."""
     return "".join("_" if c in "/:@" else c for c in ref) + ".json"
 
 
@@ -34,7 +35,7 @@ def trivy(host, docker) -> Path:
     reports.mkdir()
     host.fake("trivy")
     for ref, fixture in SCANNED.items():
-        shutil.copy(FIXTURES / fixture, reports / _report_name(ref))
+        shutil.copy(FIXTURES / fixture, reports / report_name(ref))
     host.env["FAKE_TRIVY_DIR"] = str(reports)
     return reports
 
@@ -62,7 +63,7 @@ def test_a_clean_scan_after_findings_resolves(host, receiver, trivy):
     image's recorded (vulnerability-free) report for every image."""
     assert host.run("image-scan.sh").returncode == 0
     for ref in SCANNED:
-        shutil.copy(FIXTURES / "ops_trivy_echo.json", trivy / _report_name(ref))
+        shutil.copy(FIXTURES / "ops_trivy_echo.json", trivy / report_name(ref))
     assert host.run("image-scan.sh").returncode == 0
     assert host.run("image-scan.sh").returncode == 0
     assert [c.split()[1] for c in receiver.contents()] == ["ALERT", "RESOLVED"]
@@ -70,7 +71,7 @@ def test_a_clean_scan_after_findings_resolves(host, receiver, trivy):
 
 def test_a_failed_scan_alerts_instead_of_looking_clean(host, receiver, trivy):
     """Fake `trivy` fails (as the real one does, FATAL on stderr) for the cloudflared image."""
-    (trivy / _report_name(next(r for r in SCANNED if r.startswith("cloudflare")))).unlink()
+    (trivy / report_name(next(r for r in SCANNED if r.startswith("cloudflare")))).unlink()
     result = host.run("image-scan.sh")
     assert result.returncode == 1
     failed = [c for c in receiver.contents() if "image-scan-failed" in c]
@@ -81,7 +82,7 @@ def test_a_failed_scan_alerts_instead_of_looking_clean(host, receiver, trivy):
 
 def _all_clean(trivy: Path) -> None:
     for ref in SCANNED:
-        shutil.copy(FIXTURES / "ops_trivy_echo.json", trivy / _report_name(ref))
+        shutil.copy(FIXTURES / "ops_trivy_echo.json", trivy / report_name(ref))
 
 
 def test_a_damaged_marker_is_repaired_instead_of_failing_every_week(host, receiver, trivy):

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from tests.ops_helpers import FIXTURES, host, receiver  # noqa: F401 (fixtures)
-from tests.test_docker_daemon import _which, engine, image_tar  # noqa: F401 (fixtures)
-from tests.test_ops_image_scan import _report_name
+from tests.test_docker_daemon import tool_path, engine, image_tar  # noqa: F401 (fixtures)
+from tests.test_ops_image_scan import report_name
 
 REPORTS = {"koeda/jamjam-signaling-server:0.1.0": "ops_trivy_signaling.json",
            "cloudflare/cloudflared:2025.11.1": "ops_trivy_cloudflared.json"}
@@ -26,7 +26,7 @@ REPORTS = {"koeda/jamjam-signaling-server:0.1.0": "ops_trivy_signaling.json",
 def registry(engine, tmp_path):  # noqa: F811 (fixture)
     """A registry on 127.0.0.1 in the engine's namespace; dockerd trusts loopback registries
     without TLS. Returns its host:port."""
-    binary = _which("docker-registry")
+    binary = tool_path("docker-registry")
     with socket.socket() as probe:          # a free port number; the netns is the test's own
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -52,7 +52,7 @@ def registry(engine, tmp_path):  # noqa: F811 (fixture)
 def _pulled(engine, image_tar, reference: str) -> str:
     """Import, push, forget, pull: the image now has the repo digest a real pull gives."""
     with image_tar.open("rb") as stream:
-        subprocess.run([_which("docker"), "--host", engine.socket, "import", "-", reference],
+        subprocess.run([tool_path("docker"), "--host", engine.socket, "import", "-", reference],
                        stdin=stream, check=True, capture_output=True, timeout=60)
     engine.docker("push", reference, timeout=120)
     engine.docker("rmi", reference)
@@ -70,7 +70,7 @@ def test_running_images_are_scanned_by_repo_digest_and_named_by_tag(
     for name, report in REPORTS.items():
         reference = f"{registry}/{name}"
         digests[reference] = _pulled(engine, image_tar, reference)
-        shutil.copy(FIXTURES / report, reports / _report_name(digests[reference]))
+        shutil.copy(FIXTURES / report, reports / report_name(digests[reference]))
         image_id = engine.docker("image", "inspect", "--format", "{{.Id}}", reference)
         # By id, as the program creates containers; two of the same image count once.
         for _ in range(2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -267,6 +268,25 @@ def test_unreadable_stack_file_is_one_line_and_the_other_stack_still_plans(tmp_p
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "Pulumi.test.yaml: line 3: not valid YAML" in result.stderr
     assert "Stack production (project jamjam)" in result.stdout
+
+
+def test_a_digest_pinned_image_shows_as_the_image_not_as_a_shipped_file(tmp_path):
+    # Over 100 characters and no spaces, as a file summary once took it for (issue 16 point 9).
+    digest = "sha256:" + hashlib.sha256(b"a cloudflared build").hexdigest()
+    pinned = f"ghcr.io/koeda/jamjam-signaling-server:0.1.0@{digest}"
+    assert len(pinned) > 100
+    directory = _project_copy(tmp_path / "jamjam")
+    (directory / "offline.yaml").symlink_to(ROOT / "offline.yaml")
+    production = stack_config("production")
+    production["jamjam:images"] = {**production["jamjam:images"], "signaling": pinned}
+    _write_stack(directory, "production", production)
+    result = _plan("--project-dir", str(directory), "production", cwd=directory)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"name: {pinned}" in result.stdout, "the pinned image is not shown as itself"
+    assert "bytes, sha256" not in "".join(line for line in result.stdout.splitlines()
+                                          if "jamjam-signaling-server" in line)
+    # Shipped files still read as a summary, not their whole text.
+    assert "bytes, sha256" in result.stdout
 
 
 def _readme_section(title: str) -> str:

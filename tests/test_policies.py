@@ -398,9 +398,9 @@ def test_the_archive_is_required_of_jamjam_only():
 def test_the_project_comes_from_the_runtime_when_urns_do_not_say(monkeypatch):
     import pulumi
     from pulumi_policy import PolicyResource
-    from tests.policy_fixtures import _options, policy
+    from tests.policy_fixtures import policy, resource_options
     resources = [PolicyResource(COMMAND, analyzer_props(FIREWALL), "urn:x::vps-firewall",
-                                "vps-firewall", _options(), None, None, [], {})]
+                                "vps-firewall", resource_options(), None, None, [], {})]
 
     def found():
         reported = []
@@ -619,7 +619,7 @@ def analyzer():
     process; the test talks to it over the analyzer gRPC protocol, as the engine does."""
     import os
     import grpc
-    from pulumi.runtime.proto import analyzer_pb2_grpc
+    from tools._pulumi_compat import analyzer_pb2_grpc
 
     env = {**os.environ, "PULUMI_PROJECT": "jamjam", "PULUMI_STACK": "production",
            "PULUMI_DRY_RUN": "true"}
@@ -655,7 +655,7 @@ def test_the_running_pack_describes_every_rule_and_its_config(analyzer):
 
 
 def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
-    from pulumi.runtime.proto import analyzer_pb2
+    from tools._pulumi_compat import analyzer_pb2
     request = analyzer_pb2.AnalyzeRequest(
         type=CONTAINER, name="jamjam-echo", urn="urn:pulumi:production::jamjam::x::jamjam-echo",
         properties=_struct(changed(ECHO, "ports.0.external", UNKNOWN)))
@@ -692,7 +692,7 @@ def test_the_running_pack_fails_closed_and_reads_its_config(analyzer):
 def test_the_running_pack_sees_which_env_values_are_secrets(analyzer):
     """pulumi-policy unwraps secrets before a rule runs; the pack's compat keeps the marker, in
     the analyzer process the CLI starts, for known and unknown secrets alike."""
-    from pulumi.runtime.proto import analyzer_pb2
+    from tools._pulumi_compat import analyzer_pb2
 
     def diagnostics(envs):
         request = analyzer_pb2.AnalyzeRequest(
@@ -711,7 +711,7 @@ def test_the_running_pack_sees_which_env_values_are_secrets(analyzer):
 def test_the_running_pack_reads_a_database_image_through_its_dependencies(analyzer):
     """The engine sends each resource's dependencies: a container that runs an image id is
     known to be postgres by the RemoteImage it depends on."""
-    from pulumi.runtime.proto import analyzer_pb2
+    from tools._pulumi_compat import analyzer_pb2
     from tests.policy_fixtures import THINKRING, changed as change
 
     def stack(db_labels):
@@ -732,7 +732,7 @@ def test_the_running_pack_reads_a_database_image_through_its_dependencies(analyz
 
 
 def test_the_running_pack_knows_its_stack_from_the_cli(analyzer):
-    from pulumi.runtime.proto import analyzer_pb2
+    from tools._pulumi_compat import analyzer_pb2
     resources = [analyzer_pb2.AnalyzerResource(type=t, name=n, urn=f"urn:x::{n}", properties=_struct(i))
                  for t, n, i in ARCHIVE[2:]]
     found = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources), timeout=30)

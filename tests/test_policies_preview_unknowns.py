@@ -224,17 +224,17 @@ def test_a_post_deploy_run_is_known_at_preview_and_passes_the_port_rules():
     from jamjam_infra.container import PostDeploy
     from jamjam_infra.host import Host, HostArgs
     from jamjam_infra.secrets import generated_secret
-    from tools.render import _Mocks, _RecordingMonitor
+    from tools.render import OfflineMocks, RecordingMonitor
 
     def program() -> None:
         password = generated_secret("db-password")
-        app = lib._app(secret_env={"DATABASE_URL": password.apply(lambda p: f"postgres://{p}@db/app")},
+        app = lib.app_spec(secret_env={"DATABASE_URL": password.apply(lambda p: f"postgres://{p}@db/app")},
                        post_deploy=PostDeploy((("python", "manage.py", "migrate"),)))
-        Host("vps", HostArgs(ssh=lib._ssh(), stack="production", network="web",
+        Host("vps", HostArgs(ssh=lib.ssh_args(), stack="production", network="web",
                              containers=[app]))
 
-    mocks = _Mocks("production", preview=True)
-    monitor = _RecordingMonitor(mocks)
+    mocks = OfflineMocks("production", preview=True)
+    monitor = RecordingMonitor(mocks)
     compat.reset_root_resource()
     pulumi.runtime.set_all_config({}, [])
     pulumi.runtime.set_mocks(mocks, project="library", stack="production", preview=True,

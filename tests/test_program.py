@@ -334,13 +334,13 @@ def test_a_running_stack_keeps_its_docker_resources_by_alias(monkeypatch):
     import tools.render as rendering
 
     aliases: dict[str, list[tuple[str, str]]] = {}
-    register = rendering._RecordingMonitor.RegisterResource
+    register = rendering.RecordingMonitor.RegisterResource
 
     def recording(self, request):
         aliases[request.name] = [(a.spec.name, a.spec.parentUrn) for a in request.aliases]
         return register(self, request)
 
-    monkeypatch.setattr(rendering._RecordingMonitor, "RegisterResource", recording)
+    monkeypatch.setattr(rendering.RecordingMonitor, "RegisterResource", recording)
     render("production")
     old = "urn:pulumi:production::jamjam::jamjam:index:Services::jamjam"
     assert aliases["vps-docker"] == [("jamjam-docker", old)]

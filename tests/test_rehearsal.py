@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from rehearsal import checks
-from rehearsal.__main__ import _bumped, _override_for
-from rehearsal.apply import CONTAINER, _container_body, _generic_ports, _ns, dependency_order
-from rehearsal.engine import RehearsalError, require_tools, standin_for
+from rehearsal.__main__ import bumped_reference, override_for
+from rehearsal.apply import CONTAINER, container_body, dependency_order, duration_ns, generic_ports
+from rehearsal.engine import RehearsalError, require_tools
+from rehearsal.images import standin_for
 from tools.render import ROOT, reveal
 
 
@@ -21,7 +22,7 @@ def test_every_rendered_container_input_is_mapped(stacks):
     for stack in stacks.values():
         for resource in stack.of_type(CONTAINER):
             inputs = reveal(resource.inputs)
-            body, more = _container_body(inputs, "sha256:feed")
+            body, more = container_body(inputs, "sha256:feed")
             assert body["Image"] == "sha256:feed"
             assert body["HostConfig"]["RestartPolicy"]["Name"] == inputs["restart"]
             assert body["HostConfig"]["LogConfig"] == {"Type": "json-file",
@@ -41,7 +42,7 @@ def test_hardening_inputs_reach_the_engine_fields():
               "readOnly": True, "tmpfs": {"/tmp": "size=16m"}, "user": "65532:65532",
               "ulimits": [{"name": "nproc", "soft": 64, "hard": 64}],
               "ports": [{"internal": 5000, "external": 5000, "protocol": "udp"}]}
-    body, _ = _container_body(inputs, "sha256:feed")
+    body, _ = container_body(inputs, "sha256:feed")
     host = body["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
     assert host["SecurityOpt"] == ["no-new-privileges=true"]
@@ -54,18 +55,18 @@ def test_hardening_inputs_reach_the_engine_fields():
 
 def test_an_input_the_rehearsal_does_not_know_stops_it():
     with pytest.raises(RehearsalError, match="'gpus' is not rehearsed"):
-        _container_body({"name": "x", "image": "i", "gpus": "all"}, "sha256:feed")
+        container_body({"name": "x", "image": "i", "gpus": "all"}, "sha256:feed")
     with pytest.raises(RehearsalError, match="startTimeout"):
-        _container_body({"name": "x", "image": "i",
+        container_body({"name": "x", "image": "i",
                          "healthcheck": {"tests": ["CMD", "true"], "startTimeout": "1s"}}, "i")
 
 
 def test_durations():
-    assert _ns("30s") == 30 * 10**9
-    assert _ns("1m30s") == 90 * 10**9
-    assert _ns("500ms") == 500 * 10**6
+    assert duration_ns("30s") == 30 * 10**9
+    assert duration_ns("1m30s") == 90 * 10**9
+    assert duration_ns("500ms") == 500 * 10**6
     with pytest.raises(RehearsalError):
-        _ns("30")
+        duration_ns("30")
 
 
 def test_dependency_order_puts_every_dependency_first(stacks):
@@ -90,13 +91,13 @@ def test_dependency_order_puts_every_dependency_first(stacks):
 def test_an_image_pin_change_is_found_in_the_stack_config(production):
     images = [reveal(r.inputs)["name"] for r in production.of_type("docker:index/remoteImage:RemoteImage")]
     for reference in images:
-        new = _bumped(reference)
+        new = bumped_reference(reference)
         assert new != reference and new.startswith(reference.split(":")[0])
-        override = _override_for("production", reference, new)
+        override = override_for("production", reference, new)
         (key, value), = override.items()
         assert new in value.values() and reference not in value.values()
     with pytest.raises(RehearsalError, match="not a value of the stack config"):
-        _override_for("production", "nowhere/image:1", "nowhere/image:2")
+        override_for("production", "nowhere/image:1", "nowhere/image:2")
 
 
 @pytest.mark.parametrize("field,spec,ok", [
@@ -122,8 +123,8 @@ def test_standins_are_chosen_by_repository_name():
 def test_the_generic_standin_listens_where_the_container_is_probed():
     inputs = {"ports": [{"internal": 3000, "external": 3000}, {"internal": 9, "protocol": "udp"}],
               "healthcheck": {"tests": ["CMD", "wget", "-q", "http://localhost:8000/health"]}}
-    assert _generic_ports(inputs) == ["JAMJAM_STANDIN_TCP=3000,8000", "JAMJAM_STANDIN_UDP=9"]
-    assert _generic_ports({"healthcheck": {"tests": ["CMD", "pg_isready", "-p 5432"]}}) == [
+    assert generic_ports(inputs) == ["JAMJAM_STANDIN_TCP=3000,8000", "JAMJAM_STANDIN_UDP=9"]
+    assert generic_ports({"healthcheck": {"tests": ["CMD", "pg_isready", "-p 5432"]}}) == [
         "JAMJAM_STANDIN_TCP=5432"]
 
 

@@ -13,8 +13,9 @@ import time
 import pytest
 
 from rehearsal import checks
-from rehearsal.apply import CONTAINER, DockerApi, _container_body
-from rehearsal.engine import RehearsalError, import_standin
+from rehearsal.apply import CONTAINER, DockerApi, container_body
+from rehearsal.engine import RehearsalError
+from rehearsal.images import import_standin
 from tests.engine_helpers import scratch_engine
 from tools.render import ROOT, RenderedStack, Resource, reveal
 
@@ -40,7 +41,7 @@ def _stack(*inputs: dict, commands: dict[str, str] | None = None) -> RenderedSta
 
 
 def _run(api: DockerApi, inputs: dict, image: str) -> None:
-    body, _ = _container_body(inputs, image)
+    body, _ = container_body(inputs, image)
     api.request("POST", "/containers/create", body, query={"name": inputs["name"]})
     api.request("POST", f"/containers/{inputs['name']}/start")
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from rehearsal import checks
-from rehearsal.__main__ import _bumped, _job_kind, _override_for
+from rehearsal.__main__ import bumped_reference, job_kind, override_for
 from rehearsal.engine import leftovers
 from tests.cron_helpers import cron_env
 from tools.render import ROOT, load_project, render, reveal
@@ -68,11 +68,11 @@ def test_a_pin_change_comes_from_the_examples_own_stack_config(rendered):
     for name, stack in rendered.items():
         project = ROOT / "examples" / name
         reference = reveal(stack.of_type("docker:index/remoteImage:RemoteImage")[0].inputs)["name"]
-        (key, value), = _override_for("production", reference, _bumped(reference), project).items()
-        assert key == "images" and _bumped(reference) in value.values(), (name, key, value)
+        (key, value), = override_for("production", reference, bumped_reference(reference), project).items()
+        assert key == "images" and bumped_reference(reference) in value.values(), (name, key, value)
         assert render("production", overrides={key: value}, project_dir=project)
         with pytest.raises(Exception, match="not a value of the stack config"):
-            _override_for("production", reference, _bumped(reference))  # jamjam's config
+            override_for("production", reference, bumped_reference(reference))  # jamjam's config
 
 
 def test_every_example_routes_its_tunnel_to_a_container_origin(rendered):
@@ -159,7 +159,7 @@ def test_every_job_of_the_examples_has_a_known_kind(rendered):
         for path, content in stack.host_files().items():
             if path.startswith("/etc/cron.d/") and isinstance(content, str):
                 env = cron_env(content)
-                kinds[(name, path.rsplit("/", 1)[1])] = _job_kind(env)
+                kinds[(name, path.rsplit("/", 1)[1])] = job_kind(env)
     assert {k for k in kinds.values()} == {"backup", "drill", "sync", "logs", "other"}
     assert kinds[("r-stream", "jamjam-sync-archives")] == "sync"
     assert kinds[("shiojiri-rainbow-seeker", "jamjam-shiojiri-db-backup-every-6h")] == "backup"

@@ -18,9 +18,10 @@ import time
 import pytest
 
 from rehearsal import checks, images
-from rehearsal.apply import (COMMAND, CONTAINER, IMAGE, NETWORK, DockerApi, _container_body,
+from rehearsal.apply import (COMMAND, CONTAINER, IMAGE, NETWORK, DockerApi, container_body,
                              dependency_order)
-from rehearsal.engine import Dockerd, import_standin, standin_for
+from rehearsal.engine import Dockerd
+from rehearsal.images import import_standin, standin_for
 from tests.backup_helpers import Host
 from tests.engine_helpers import scratch_engine
 from tools.render import ROOT, render, reveal
@@ -349,7 +350,7 @@ def test_each_example_runs_as_rendered_on_its_standins(engine, name, tmp_path):
             if resource.type != CONTAINER:
                 continue
             image = next(ids[d] for d in resource.options["dependencies"] if d in ids)
-            body, more = _container_body(inputs, image)
+            body, more = container_body(inputs, image)
             assert not more
             engine.api.request("POST", "/containers/create", body, query={"name": inputs["name"]})
             made.append(inputs["name"])

@@ -13,14 +13,14 @@ from tools import render as rendering
 def traces(monkeypatch) -> list[int]:
     """Frames in the stack trace of each registration request the monitor receives."""
     seen: list[int] = []
-    register = rendering._RecordingMonitor.RegisterResource
+    register = rendering.RecordingMonitor.RegisterResource
 
     def spy(self, request):
         if request.type != "pulumi:pulumi:Stack":
             seen.append(len(request.stackTrace.frames))
         return register(self, request)
 
-    monkeypatch.setattr(rendering._RecordingMonitor, "RegisterResource", spy)
+    monkeypatch.setattr(rendering.RecordingMonitor, "RegisterResource", spy)
     return seen
 
 

@@ -197,8 +197,8 @@ def test_a_wrong_committed_value_is_reported_with_settings_own_line(tmp_path):
 def test_the_host_key_name_is_one_settings_validates():
     """The tool's spelling of the host key is the one settings reads (it rejects a bad value)."""
     document = yaml.safe_load((ROOT / "Pulumi.production.yaml").read_text())
-    check = setup_stack._value_check("production", document, ".".join(setup_stack.HOST_KEY_PATH),
-                                     False)
+    check = setup_stack.value_check("production", document, ".".join(setup_stack.HOST_KEY_PATH),
+                                    False)
     assert check("not a key").startswith(f"{setup_stack.HOST_KEY}:")
     assert check(_host_key()) is None
 

@@ -4,9 +4,11 @@ The public SDK has no API for what the offline render and the settings check nee
 program function outside the engine, waiting on an Output from synchronous code, resetting the
 root stack resource between two renders in one process, the wire format of a secret, whether
 a config value was stored encrypted, and skipping the stack trace the SDK captures for every
-resource (a fifth of an offline render). Each of these is a private name that an SDK upgrade may
-move; importing them only here means such an upgrade touches this file alone, and the import
-below fails at once, naming the symbol, rather than deep inside a render.
+resource (a fifth of an offline render); and the engine's analyzer protocol, which the policy
+tests speak to the pack's own gRPC server as `pulumi preview` does. Each of these is a private
+name that an SDK upgrade may move; importing them only here means such an upgrade touches this
+file alone, and the import below fails at once, naming the symbol, rather than deep inside a
+render.
 
 The config reader's two needs (every config key, whether one is encrypted) are on the deploy
 path, so they live in the library (jamjam_infra._config_compat) and are re-exported here.
@@ -21,6 +23,8 @@ from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime.stack import run_pulumi_func as _run_pulumi_func
 from pulumi.runtime.proto import source_pb2 as _source_pb2
+# The generated analyzer messages and stub, as they are: the wire format, no behaviour to wrap.
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc  # noqa: F401
 from pulumi.runtime.sync_await import _sync_await
 
 # What a config reader needs lives with the reader, on the deploy path; re-exported here for

@@ -14,36 +14,38 @@ else 1 when a mandatory policy is violated, else 0.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pulumi
 
+from tools.cli import (OneLineParser, config_errors, exit_status, project_policy_config,
+                       resolve_stacks, run_quietly_on_broken_pipe)
 from tools.render import (
     ROOT, ProjectError, RenderedStack, Resource, is_secret, load_project, render,
 )
 
 SECRET = "[secret]"
 STAND_IN = "[stand-in]"
-_LONG = 100
 
 
-def _shown(value: Any) -> Any:
-    """Inputs for display: secrets masked, shipped files summarised by size and hash."""
+def for_display(value: Any) -> Any:
+    """Inputs as the plan shows them: secrets masked, shipped files (text of more than one line)
+    summarised by size and hash, every other value as itself."""
     if is_secret(value):
         return SECRET
     if isinstance(value, dict):
-        return {k: _shown(v) for k, v in value.items()}
+        return {k: for_display(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_shown(v) for v in value]
+        return [for_display(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and ("\n" in value or len(value) > _LONG and " " not in value):
+    # Length is no sign of a file: a digest-pinned image reference runs past 100 characters
+    # and must read as the image it is; what marks a shipped file is that it has lines.
+    if isinstance(value, str) and "\n" in value:
         digest = hashlib.sha256(value.encode()).hexdigest()[:12]
         first = value.splitlines()[0] if value else ""
         return f"<{len(value.encode())} bytes, sha256 {digest}: {first[:40]}>"
@@ -105,7 +107,7 @@ def tree_text(stack: RenderedStack, violations: list | None = None) -> str:
             branch, more = ("└─ ", "   ") if last else ("├─ ", "│  ")
             lines.append(f"{indent}{branch}{resource.name}  ({resource.type})")
             inner = indent + more
-            for key, value in sorted(_shown(resource.inputs).items()):
+            for key, value in sorted(for_display(resource.inputs).items()):
                 mark = f"  {STAND_IN}" if made_up(value) else ""
                 lines.append(f"{inner}  {key}: {_inline(value)}{mark}")
             options = [k for k in ("deleteBeforeReplace",) if resource.options.get(k)]
@@ -118,7 +120,7 @@ def tree_text(stack: RenderedStack, violations: list | None = None) -> str:
 
     walk(None, "  ")
     lines.append("  Outputs:")
-    for key, value in sorted(_shown(stack.outputs).items()):
+    for key, value in sorted(for_display(stack.outputs).items()):
         mark = f"  {STAND_IN}" if made_up(value) else ""
         lines.append(f"    {key}: {_inline(value)}{mark}")
     if violations is not None:
@@ -141,9 +143,9 @@ def _policy_text(violations: list) -> str:
 def as_json(stack: RenderedStack, violations: list | None = None) -> dict[str, Any]:
     made_up = _made_up(stack)
     stand_ins = {f"{r.name}.{key}": made_up(value) for r in stack.resources
-                 for key, value in _shown(r.inputs).items() if made_up(value)}
+                 for key, value in for_display(r.inputs).items() if made_up(value)}
     stand_ins.update({f"outputs.{key}": made_up(value)
-                      for key, value in _shown(stack.outputs).items() if made_up(value)})
+                      for key, value in for_display(stack.outputs).items() if made_up(value)})
     return {
         "stack": stack.stack,
         "project": stack.project,
@@ -153,43 +155,18 @@ def as_json(stack: RenderedStack, violations: list | None = None) -> dict[str, A
         "standIns": stand_ins,
         "resources": [{
             "type": r.type, "name": r.name, "urn": r.urn, "custom": r.custom,
-            "parent": r.parent, "inputs": _shown(r.inputs), "options": r.options,
+            "parent": r.parent, "inputs": for_display(r.inputs), "options": r.options,
         } for r in stack.resources],
-        "outputs": _shown(stack.outputs),
+        "outputs": for_display(stack.outputs),
         "violations": None if violations is None else [{
             "policy": v.policy, "level": v.level, "resource": v.resource, "message": v.message,
         } for v in violations],
     }
 
 
-PROJECT_POLICY_CONFIG = "policy-config.json"
-"""A project's own --policy-pack-config, beside its Pulumi.yaml (the examples name their log
-bucket there); used when present."""
-
-
-def project_policy_config(project_dir: Path) -> Any:
-    path = Path(project_dir) / PROJECT_POLICY_CONFIG
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def _check(stack: RenderedStack, project_dir: Path = ROOT) -> list:
-    from tools.policy_check import check
+    from tools.policy_check import check  # the pack loads only when a stack rendered
     return check(stack.stack, stack.resources, project_policy_config(project_dir))
-
-
-def stack_file(project_dir: Path, stack: str) -> str:
-    """Pulumi.<stack>.yaml as a user would type it from here."""
-    path = Path(project_dir).resolve() / f"Pulumi.{stack}.yaml"
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
-
-
-def config_errors(stack: str, error: Exception, project_dir: Path = ROOT) -> list[str]:
-    """One line per bad key, naming the stack file it is about."""
-    if isinstance(error, ProjectError):
-        return [str(error)]  # names its file already
-    lines = getattr(error, "lines", None) or str(error).splitlines() or [type(error).__name__]
-    return [f"{stack_file(project_dir, stack)}: {line}" for line in lines]
 
 
 def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None, list[str]]:
@@ -199,36 +176,6 @@ def render_or_report(name: str, project_dir: Path) -> tuple[RenderedStack | None
         return render(name, project_dir=project_dir), []
     except (pulumi.RunError, ProjectError) as error:
         return None, config_errors(name, error, project_dir)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line (what is wrong, where to look), not the usage
-    block followed by the error."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def resolve_stacks(parser: argparse.ArgumentParser, project_dir: Path,
-                   names: list[str]) -> tuple[str, ...]:
-    try:
-        known = load_project(project_dir).stacks
-    except ProjectError as error:
-        parser.error(str(error))
-    for name in names:
-        if name not in known:
-            parser.error(f"unknown stack {name!r}; choose from {', '.join(known)}")
-    return tuple(names) or known
-
-
-def run_quietly_on_broken_pipe(main: Callable[[], int]) -> int:
-    """`python -m tools.plan | head`: the reader leaving early is not an error."""
-    try:
-        return main()
-    except BrokenPipeError:
-        # Python would complain again while flushing stdout at exit; point it at /dev/null.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         json.dump(documents[0] if len(documents) == 1 else documents, sys.stdout, indent=2)
         print(flush=True)
-    from tools.policy_check import exit_status  # as check(): the pack loads only when used
     return exit_status(errors, failed)
 
 

@@ -32,8 +32,9 @@ from typing import Iterable, Iterator
 import jamjam_infra
 import pulumi
 
-from tools.plan import (OneLineParser, _shown, config_errors, project_policy_config,
-                        run_quietly_on_broken_pipe, tree_text)
+from tools.cli import (OneLineParser, config_errors, exit_status, project_policy_config,
+                       run_quietly_on_broken_pipe)
+from tools.plan import for_display, tree_text
 from tools.render import ROOT, ProjectError, RenderedStack, Resource, is_secret, load_project, \
     render, reveal
 
@@ -228,7 +229,7 @@ def summary(stack: RenderedStack, project_dir: Path, violations: list) -> str:
     if generated:
         lines.append(f"  Generated secrets: {', '.join(generated)}")
     lines.append("  Outputs: " + ", ".join(
-        f"{k}={v}" for k, v in sorted(_shown(stack.outputs).items()) if k != "operatorChecks"))
+        f"{k}={v}" for k, v in sorted(for_display(stack.outputs).items()) if k != "operatorChecks"))
     lines.append(_policies(violations))
     return "\n".join(lines)
 
@@ -350,7 +351,6 @@ def plan(project_dirs: Iterable[Path], tree: bool, with_jamjam: bool,
                 print(result.text, end="\n\n", flush=True)
             failed |= result.failed
             errors += result.errors
-    from tools.policy_check import exit_status  # as check(): the pack loads only when used
     return exit_status(errors, failed)
 
 

@@ -174,21 +174,12 @@ def format_report(violations: list[Violation]) -> str:
     return "\n".join(lines)
 
 
-def exit_status(errors: list[str], failed: bool) -> int:
-    """The exit status every offline entry point shares: 2 with one stderr line per bad key,
-    1 when a mandatory rule is violated, else 0."""
-    for line in errors:
-        print(line, file=sys.stderr)
-    if errors:
-        return 2
-    if failed:
-        print("A mandatory policy is violated; see above.", file=sys.stderr)
-    return 1 if failed else 0
-
-
 def main(argv: list[str] | None = None) -> int:
+    # The render (and with it the program's SDKs) loads only for the command line: check()
+    # alone serves tests and the plan, which render for themselves.
     from tools import render as rendering
-    from tools.plan import PROJECT_POLICY_CONFIG, OneLineParser, config_errors, resolve_stacks
+    from tools.cli import (PROJECT_POLICY_CONFIG, OneLineParser, config_errors, exit_status,
+                           resolve_stacks)
 
     parser = OneLineParser(prog="python -m tools.policy_check",
                            description="Run the policy pack on rendered stacks, offline.")
@@ -251,5 +242,5 @@ def _policy_config(parser: argparse.ArgumentParser, path: Path | None) -> Any:
 
 
 if __name__ == "__main__":
-    from tools.plan import run_quietly_on_broken_pipe
+    from tools.cli import run_quietly_on_broken_pipe
     sys.exit(run_quietly_on_broken_pipe(main))

@@ -265,7 +265,7 @@ def _stable_id(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "jamjam-mock:" + ":".join(parts)))
 
 
-class _Mocks(Mocks):
+class OfflineMocks(Mocks):
     """Deterministic stand-ins for what providers would compute, so two renders are identical.
 
     Each made-up value is kept in ``made_up`` with what it stands for, so the plan can label
@@ -328,7 +328,7 @@ class _Mocks(Mocks):
         raise NotImplementedError(f"the offline render has no mock for the call {args.token}")
 
 
-class _RecordingMonitor(MockMonitor):
+class RecordingMonitor(MockMonitor):
     """MockMonitor that also keeps parent, provider and replacement options of each resource."""
 
     def __init__(self, mocks: Mocks) -> None:
@@ -375,8 +375,8 @@ def _stack_config(project: Project, stack: str) -> dict[str, Any]:
     return dict(config)
 
 
-def _as_config_string(value: Any) -> str:
-    # The engine hands the program every value as a string, objects as JSON.
+def config_string(value: Any) -> str:
+    """A stack-config value as the engine hands it to the program: a string, objects as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -423,7 +423,7 @@ def fill_nested(config: dict[str, str], namespace: str, key: str, value: Any) ->
         return False
     if not isinstance(current, dict) or current.get(field) not in (None, ""):
         return False
-    config[full] = _as_config_string({**current, field: value})
+    config[full] = config_string({**current, field: value})
     return True
 
 
@@ -442,7 +442,7 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
         if isinstance(value, dict) and "secure" in value:
             # Encrypted values need the stack's secrets provider, which is not here.
             continue
-        config[_full_key(namespace, key)] = _as_config_string(value)
+        config[_full_key(namespace, key)] = config_string(value)
     examples: dict[str, str] = {}
     nested: dict[str, Any] = {}
     if use_examples:
@@ -455,17 +455,17 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
                     continue
                 full = _full_key(namespace, key)
                 if full not in config:
-                    config[full] = _as_config_string(value)
+                    config[full] = config_string(value)
                     examples[key] = "[secret]" if secret else str(value)
                     if secret:
                         secret_keys.append(full)
     for key, value in (overrides or {}).items():
         full = _full_key(namespace, key)
         if isinstance(value, dict) and set(value) == {"secret"}:
-            config[full] = _as_config_string(value["secret"])
+            config[full] = config_string(value["secret"])
             secret_keys.append(full)
         else:
-            config[full] = _as_config_string(value)
+            config[full] = config_string(value)
             if full in secret_keys:
                 secret_keys.remove(full)
         examples.pop(key, None)
@@ -482,7 +482,7 @@ def engine_config(stack: str, overrides: Mapping[str, Any] | None = None,
         full = _full_key(namespace, key)
         for attribute in ("default", "value"):
             if full not in config and declaration.get(attribute) is not None:
-                config[full] = _as_config_string(declaration[attribute])
+                config[full] = config_string(declaration[attribute])
     return config, secret_keys, examples
 
 
@@ -505,8 +505,8 @@ def render(stack: str, overrides: Mapping[str, Any] | None = None,
     project = load_project(project_dir)
     config, secret_keys, examples = engine_config(stack, overrides, remove, use_examples,
                                                   project)
-    mocks = _Mocks(stack, preview)
-    monitor = _RecordingMonitor(mocks)
+    mocks = OfflineMocks(stack, preview)
+    monitor = RecordingMonitor(mocks)
     compat.reset_root_resource()
     pulumi.runtime.set_all_config(config, secret_keys)
     pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=preview,

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import yaml
 
 from tools.render import (EXAMPLE_COMMON, EXAMPLE_SECRETS, EXAMPLE_VALUES, ROOT, STACKS,
-                          _as_config_string, fill_nested)
+                          config_string, fill_nested)
 
 import pulumi  # noqa: E402  (after tools.render, which puts the repo on sys.path)
 import settings  # noqa: E402
@@ -112,7 +112,7 @@ def _settings_error(stack: str, config: dict[str, str], secret_keys: list[str]) 
 
 def _probe_config(stack: str, document: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """The stack's plain values, with stand-ins where a value is missing or encrypted."""
-    config = {k: _as_config_string(v) for k, v in (document.get("config") or {}).items()
+    config = {k: config_string(v) for k, v in (document.get("config") or {}).items()
               if not _is_secure(v)}
     for key, value in {**EXAMPLE_COMMON, **EXAMPLE_VALUES.get(stack, {})}.items():
         if "." in key:
@@ -139,8 +139,8 @@ def _secret_required(stack: str, document: dict[str, Any], key: str) -> bool:
                                     not problem.startswith(f"{NS}:"))
 
 
-def _value_check(stack: str, document: dict[str, Any], key: str,
-                 secret: bool) -> Callable[[str], str | None]:
+def value_check(stack: str, document: dict[str, Any], key: str,
+                secret: bool) -> Callable[[str], str | None]:
     """Validates one entered value the way settings will, with the stack's other values."""
     def check(value: str) -> str | None:
         config, secret_keys = _probe_config(stack, document)
@@ -262,7 +262,7 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
             hint = _settings_error(stack, *_without(stack, document, full)) or f"{full} is not set"
             gaps.append(Gap(hint, ["pulumi", "config", "set", *at, full], value="plain",
                             shown=shlex.join(["pulumi", "config", "set", *at, full]) + " <value>",
-                            prompt=f"{full}", check=_value_check(stack, document, key, False)))
+                            prompt=f"{full}", check=value_check(stack, document, key, False)))
 
     for key in settings.SECRET_KEYS:
         full = f"{NS}:{key}"
@@ -272,7 +272,7 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
         if _is_secure(current):
             continue
         required = _secret_required(stack, document, key)
-        check = _value_check(stack, document, key, True)
+        check = value_check(stack, document, key, True)
         if current not in (None, ""):
             # A plaintext secret sits readable in a committed file: store it encrypted instead.
             gaps.append(Gap(f"{full} is stored in plaintext in {path.name}; store it encrypted "
@@ -293,7 +293,7 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
             full = f"{NS}:{key}"
             argv = ["pulumi", "config", "set", *at, *(["--path"] if key == host_key else []), full]
             gaps.append(Gap(problem, argv, value="plain", shown=shlex.join(argv) + " <value>",
-                            prompt=full, check=_value_check(stack, document, key, False)))
+                            prompt=full, check=value_check(stack, document, key, False)))
         elif key not in settings.SECRET_KEYS:
             # A plaintext secret already has its gap below; anything else is fixed by hand.
             gaps.append(Gap(problem, [], value="manual", shown=f"edit {path.name} (see above)"))
@@ -309,7 +309,7 @@ def find_gaps(stack: str, project: Path, cli: Cli | None) -> tuple[list[Gap], li
                         argv, value="plain",
                         shown=shlex.join(argv) + " '<type> <base64 key>'",
                         prompt=HOST_KEY,
-                        check=_value_check(stack, document, ".".join(HOST_KEY_PATH), False)))
+                        check=value_check(stack, document, ".".join(HOST_KEY_PATH), False)))
     return gaps, notes
 
 

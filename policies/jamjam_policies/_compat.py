@@ -1,4 +1,5 @@
-"""The one place the pack reaches into pulumi-policy's internals: keeping secret markers.
+"""The one place the pack reaches into pulumi-policy's internals: keeping secret markers, and
+looking through the unknown-checking proxy (:func:`unproxied`, :func:`is_unknown_sentinel`).
 
 The engine sends a policy pack every secret still wrapped in Pulumi's secret signature (the
 analyzer plugin marshals with ``KeepSecrets``), but pulumi-policy 1.21's ``Analyze`` and
@@ -23,6 +24,7 @@ from typing import Any
 
 import pulumi_policy.policy as _policy_module
 from pulumi_policy import deserialize as _deserialize
+from pulumi_policy import proxy as _proxy
 
 _ORIGINAL = _deserialize.deserialize_properties
 
@@ -60,6 +62,19 @@ def _keep(value: Any) -> Any:
             return _deserialize._deserialize_property(value)
         return {key: _keep(item) for key, item in value.items()}
     return value
+
+
+def unproxied(value: Any) -> Any:
+    """``value`` without pulumi-policy's unknown-checking proxy around it: the proxies raise on
+    reading an unknown, and the error would lose the secret marker their target still holds."""
+    if isinstance(value, (_proxy._DictProxy, _proxy._ListProxy)):
+        return value["__target"]
+    return value
+
+
+def is_unknown_sentinel(value: str) -> bool:
+    """Whether a string is the engine's stand-in for a value unknown at preview."""
+    return _proxy._is_unknown(value)
 
 
 def deserialize_value(value: Any) -> Any:

@@ -17,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy.proxy import _DictProxy, _is_unknown, _ListProxy
-
-from ._compat import SecretStr
+from ._compat import SecretStr, is_unknown_sentinel, unproxied
 
 
 class _Unknown:
@@ -50,20 +48,12 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, SecretStr) or value is UNKNOWN_SECRET
 
 
-def _target(value: Any) -> Any:
-    # The proxies raise on reading an unknown; their target holds the raw value, whose secret
-    # marker the raised error would lose.
-    if isinstance(value, (_DictProxy, _ListProxy)):
-        return value["__target"]
-    return value
-
-
 def plain(value: Any) -> Any:
     """``value`` (proxied or not) as plain dicts/lists, unknowns replaced by :data:`UNKNOWN`
     (:data:`UNKNOWN_SECRET` when the unknown was sent as a secret)."""
-    value = _target(value)
+    value = unproxied(value)
     if isinstance(value, str):
-        if _is_unknown(value):
+        if is_unknown_sentinel(value):
             return UNKNOWN_SECRET if isinstance(value, SecretStr) else UNKNOWN
         return value
     if isinstance(value, Mapping):
