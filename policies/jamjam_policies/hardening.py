@@ -24,6 +24,7 @@ import re
 import shlex
 from typing import Any, Callable
 
+from jamjam_infra.rules import NO_NEW_PRIVILEGES
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation, \
     ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy
 
@@ -144,14 +145,14 @@ def _no_new_privileges(name: str, props: dict[str, Any], report: ReportViolation
     options = strings(props.get("securityOpts"))
     if any(is_unknown(o) for o in options):
         report(f"{name} has securityOpts unknown at preview, so it may gain privileges through "
-               "setuid binaries. Declare securityOpts [\"no-new-privileges=true\"] as a literal.",
+               f"setuid binaries. Declare securityOpts [\"{NO_NEW_PRIVILEGES}\"] as a literal.",
                None)
         return
     values = [m.group(1) or "true" for m in (_NNP.match(str(o).strip()) for o in options) if m]
     if not values or "false" in values:
         shown = "unset" if not options else repr(options)
         report(f"{name} has securityOpts {shown}, so a setuid binary in it can gain privileges. "
-               "Set securityOpts [\"no-new-privileges=true\"].", None)
+               f"Set securityOpts [\"{NO_NEW_PRIVILEGES}\"].", None)
 
 
 def _memory_limited(name: str, props: dict[str, Any], report: ReportViolation) -> None:
