@@ -18,8 +18,9 @@ import pytest
 from jamjam_infra import rules
 from jamjam_infra.container import ContainerSpec, Healthcheck, Port, SpecError, Volume
 from jamjam_infra.host import Debian, Host, HostArgs
+from jamjam_infra.tunnel import Route, Tunnel, TunnelArgs
 from rehearsal.checks import health_deadline
-from tests.test_library import _ssh, render_program
+from tests.test_library import ACCOUNT, ZONE, _ssh, render_program
 from tools.policy_check import check
 from tools.render import RenderedStack, reveal
 
@@ -27,6 +28,7 @@ SECRET_RULE = "env-secrets-are-pulumi-secrets"
 PORT_RULE = "database-ports-never-public"
 BACKUP_RULE = "database-volumes-backed-up"
 RESTART_RULE = "container-restart-policy"
+ORIGIN_RULE = "tunnel-origin-ports-never-public"
 
 
 def _credential_url() -> str:
@@ -61,7 +63,7 @@ SECRET_ENV = [
     ("BACKEND_URL", _credential_url(), True),          # whatever its name
 ]
 
-# (published port, host port or None, a database/cache port)
+# (internal port, host port or None, a database/cache port)
 PORTS = [(5432, None, True), (3306, None, True), (6379, None, True), (27017, None, True),
          (8000, 5432, True),  # either side of the mapping
          (5000, None, False), (8080, 8081, False)]
@@ -78,6 +80,10 @@ IMAGES = [
     ("ghcr.io/example/postgres-tools:1.0", True),  # named like one: the rule reads names
     ("ghcr.io/postgres/app:1.0", False),           # only the last path part counts
 ]
+
+# (internal, external or None, the tunnel origin's port, a way around the tunnel)
+ORIGINS = [(8000, None, 8000, True), (9000, 8000, 8000, True), (8000, 9000, 8000, True),
+           (5000, None, 8000, False)]
 
 RESTARTS = [("always", True), ("unless-stopped", True), ("no", False), ("on-failure", False)]
 
@@ -186,6 +192,32 @@ def test_library_and_pack_agree_on_database_images(index):
     with_data = [{"volumeName": "data", "containerPath": "/srv/data"}]
     flagged = _flags(stack, BACKUP_RULE, row, volumes=with_data)
     assert bool(flagged) is database, flagged
+
+
+@lru_cache(maxsize=None)
+def _origin_stack() -> RenderedStack:
+    spec = _spec("app", ports=(Port(5000, "udp"),))
+
+    def program() -> None:
+        Host("vps", HostArgs(ssh=_ssh(), stack="test", network="rules", containers=[spec]))
+        Tunnel("web", TunnelArgs(account_id=ACCOUNT, zone_id=ZONE, tunnel_name="web-test",
+                                 routes=[Route("site", "example.koeda.me", spec.origin(8000))]))
+    return render_program(program)
+
+
+@pytest.mark.parametrize("internal,external,origin,around", ORIGINS)
+def test_library_and_pack_agree_on_tunnel_origins(internal, external, origin, around):
+    """A port a tunnel route reaches is published on neither side of a mapping."""
+    spec = _spec("app", ports=(Port(internal, external=external),))
+    try:
+        spec.origin(origin)
+        refused = False
+    except SpecError:
+        refused = True
+    assert refused is around
+    published = [{"internal": internal, "external": external or internal, "protocol": "tcp"}]
+    assert _flags(_origin_stack(), ORIGIN_RULE, "app") == []
+    assert bool(_flags(_origin_stack(), ORIGIN_RULE, "app", ports=published)) is around
 
 
 @pytest.mark.parametrize("restart,allowed", RESTARTS)
