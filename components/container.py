@@ -58,7 +58,7 @@ class Labels:
     default; another system may pick its own namespace.
     """
 
-    namespace: str = "jamjam"
+    namespace: str = rules.LABEL_NAMESPACE
 
     @property
     def stack(self) -> str:
@@ -70,7 +70,7 @@ class Labels:
 
     @property
     def backup(self) -> str:
-        return f"{self.namespace}.backup"
+        return rules.backup_label(self.namespace)
 
 
 @dataclass(frozen=True)
@@ -248,9 +248,9 @@ class ContainerSpec:
             # running ones, and wait_timeout_s() would no longer bound the wait.
             raise fail(f"healthcheck start_interval_s must be from 1 to interval_s "
                        f"({health.interval_s}), got {health.start_interval_s}")
-        if self.hardening.memory_mb < 6 or self.hardening.pids_limit < 1:
-            # Docker refuses memory limits under 6 MB.
-            raise fail("hardening.memory_mb must be >= 6 and pids_limit >= 1")
+        if self.hardening.memory_mb < rules.MIN_MEMORY_MB or self.hardening.pids_limit < 1:
+            raise fail(f"hardening.memory_mb must be >= {rules.MIN_MEMORY_MB} (Docker's "
+                       "minimum) and pids_limit >= 1")
 
     def origin(self, port: int, scheme: str = "http") -> str:
         """Where a tunnel route sends traffic: this container on the bridge network. The port

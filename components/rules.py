@@ -92,6 +92,15 @@ DATABASE_IMAGES: tuple[str, ...] = ("postgres", "postgis", "mysql", "mariadb", "
 a database, whose data volume must name a backup job."""
 
 
+LABEL_NAMESPACE = "jamjam"
+"""The docker label namespace host scripts filter on (``jamjam.stack``); a system may pick its own."""
+
+
+def backup_label(namespace: str = LABEL_NAMESPACE) -> str:
+    """The label on a database container naming the job that backs up its data."""
+    return f"{namespace}.backup"
+
+
 def image_is_database(image: str, names: Iterable[str] = DATABASE_IMAGES) -> bool:
     """``docker.io/postgis/postgis:16-3.4`` -> True; an image id (``sha256:...``) names nothing."""
     if image.startswith("sha256:"):
@@ -101,6 +110,9 @@ def image_is_database(image: str, names: Iterable[str] = DATABASE_IMAGES) -> boo
 
 
 # --- containers ------------------------------------------------------------------------------
+
+MIN_MEMORY_MB = 6
+"""Docker refuses a smaller memory limit when it creates the container, after preview passed."""
 
 RESTART_POLICIES: tuple[str, ...] = ("always", "unless-stopped")
 """SPEC: services come back by themselves after a crash or a reboot."""

@@ -16,7 +16,7 @@ from functools import lru_cache
 import pytest
 
 from jamjam_infra import rules
-from jamjam_infra.container import ContainerSpec, Healthcheck, Port, SpecError, Volume
+from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Port, SpecError, Volume
 from jamjam_infra.host import Debian, Host, HostArgs
 from jamjam_infra.tunnel import Route, Tunnel, TunnelArgs
 from rehearsal.checks import health_deadline
@@ -28,6 +28,7 @@ SECRET_RULE = "env-secrets-are-pulumi-secrets"
 PORT_RULE = "database-ports-never-public"
 BACKUP_RULE = "database-volumes-backed-up"
 RESTART_RULE = "container-restart-policy"
+MEMORY_RULE = "container-memory-limited"
 ORIGIN_RULE = "tunnel-origin-ports-never-public"
 
 
@@ -84,6 +85,9 @@ IMAGES = [
 # (internal, external or None, the tunnel origin's port, a way around the tunnel)
 ORIGINS = [(8000, None, 8000, True), (9000, 8000, 8000, True), (8000, 9000, 8000, True),
            (5000, None, 8000, False)]
+
+# (memory limit in MB, Docker creates it)
+MEMORY = [(0, False), (5, False), (6, True), (512, True)]
 
 RESTARTS = [("always", True), ("unless-stopped", True), ("no", False), ("on-failure", False)]
 
@@ -226,6 +230,13 @@ def test_library_and_pack_agree_on_restart_policies(restart, allowed):
     assert bool(_flags(_port_stack(), RESTART_RULE, "ports", restart=restart)) is not allowed
 
 
+@pytest.mark.parametrize("memory_mb,created", MEMORY)
+def test_library_and_pack_agree_on_the_memory_limit(memory_mb, created):
+    assert _refuses(hardening=Hardening(memory_mb=memory_mb)) is not created
+    flagged = _flags(_port_stack(), MEMORY_RULE, "ports", memory=memory_mb, memorySwap=memory_mb)
+    assert bool(flagged) is not created, flagged
+
+
 @pytest.mark.parametrize("debian", [Debian(12), Debian(13)], ids=["debian12", "debian13"])
 def test_pulumi_up_and_the_rehearsal_wait_as_long_for_healthy(debian):
     """The container's wait_timeout (how long `pulumi up` waits) is what the rehearsal allows
@@ -244,4 +255,5 @@ def test_the_pack_defaults_are_the_library_tables():
     assert CONFIG_DEFAULTS[PORT_RULE]["databasePorts"] == list(rules.DATABASE_PORTS)
     assert CONFIG_DEFAULTS[SECRET_RULE]["secretNameMarkers"] == list(rules.SECRET_NAME_MARKERS)
     assert CONFIG_DEFAULTS[BACKUP_RULE]["databaseImages"] == list(rules.DATABASE_IMAGES)
+    assert CONFIG_DEFAULTS[BACKUP_RULE]["backupLabel"] == rules.backup_label()
 

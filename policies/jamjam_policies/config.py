@@ -100,7 +100,7 @@ BACKUPS: dict[str, Any] = {
                        "database container even when its image is only an id.",
     },
     "backupLabel": {
-        "type": "string", "default": "jamjam.backup",
+        "type": "string", "default": rules.backup_label(),
         "description": "The docker label on a database container naming its backup job.",
     },
 }

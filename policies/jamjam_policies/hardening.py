@@ -24,7 +24,7 @@ import re
 import shlex
 from typing import Any, Callable
 
-from jamjam_infra.rules import NO_NEW_PRIVILEGES
+from jamjam_infra.rules import MIN_MEMORY_MB, NO_NEW_PRIVILEGES
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation, \
     ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy
 
@@ -160,6 +160,10 @@ def _memory_limited(name: str, props: dict[str, Any], report: ReportViolation) -
     if memory is UNKNOWN:
         report(f"{name} has a memory limit unknown at preview. Declare memory (MB) as a literal "
                "so one runaway container cannot take the VPS's memory.", None)
+    elif memory is not None and 0 < memory < MIN_MEMORY_MB:
+        report(f"{name} has memory {memory} MB, under Docker's minimum of {MIN_MEMORY_MB} MB, so "
+               "Docker refuses to create it at `pulumi up`. Set memory (MB, e.g. 512) and "
+               "memorySwap to the same value.", None)
     elif memory is None or memory <= 0:
         shown = "unset" if props.get("memory") is None else repr(props.get("memory"))
         report(f"{name} has memory {shown}, so one runaway process can take the VPS's memory and "
@@ -307,7 +311,8 @@ POLICIES = [
                       "Containers set securityOpts no-new-privileges; CIS Docker 5.26.",
                       _no_new_privileges, EnforcementLevel.MANDATORY),
     _container_policy("container-memory-limited",
-                      "Containers set a memory limit above zero; CIS Docker 5.11.",
+                      f"Containers set a memory limit (at least Docker's {MIN_MEMORY_MB} MB); "
+                      "CIS Docker 5.11.",
                       _memory_limited, EnforcementLevel.MANDATORY),
     StackValidationPolicy(
         name="container-pids-limited",
