@@ -9,10 +9,11 @@ Containers (``jamjam_infra.container``)
     ``ContainerSpec(role, name, image, host, healthcheck, entrypoint=, command=, env=,
     secret_env=, volumes=(Volume(name, target),), ports=(Port(5000, "udp"),), aliases=,
     restart="always", logs=LogRotation(), depends_on=(roles,), labels=, hardening=Hardening(),
-    post_deploy=PostDeploy(((argv...),)), backup_job=)``. Plain data, validated when built:
-    db/cache ports (5432, 3306, 6379, 27017) can't be published, env names saying
-    PASSWORD/SECRET/TOKEN/KEY must be in ``secret_env``, a database image with a volume must
-    name its ``backup_job`` (label ``<ns>.backup``). ``spec.origin(port)`` is the URL a tunnel
+    post_deploy=PostDeploy(((argv...),)), backup_job=)``. Plain data, validated when built
+    against ``jamjam_infra.rules``: db/cache ports (5432, 3306, 6379, 27017) can't be
+    published, env names that say secret (DB_PASSWD, API_KEY; not KEYCLOAK_URL) and URLs with
+    a password must be in ``secret_env``, a database image with a volume must name its
+    ``backup_job`` (label ``<ns>.backup``). ``spec.origin(port)`` is the URL a tunnel
     route uses (``http://<first alias>:<port>``; refuses a published port).
     ``Hardening(cap_add=(), memory_mb=512, pids_limit=512, init=True, read_only_rootfs=False,
     tmpfs={}, user=None)``: every container drops ALL capabilities, sets no-new-privileges,
@@ -22,6 +23,12 @@ Containers (``jamjam_infra.container``)
     Docker takes it: Debian 13); containers are created with ``wait=True`` and
     ``wait_timeout=healthcheck.wait_timeout_s()``. ``Labels(namespace="jamjam")`` gives
     ``<ns>.stack``/``<ns>.role``/``<ns>.backup`` (host scripts filter on ``jamjam.stack``).
+
+Rules (``jamjam_infra.rules``)
+    What the library enforces and the policy pack checks, defined once: ``says_secret(name)``,
+    ``carries_credentials(value)``, ``DATABASE_PORTS``, ``DATABASE_IMAGES``,
+    ``RESTART_POLICIES``, ``health_deadline_s(...)``. Standard library only, and this package
+    imports nothing on its own, so the pack's venv (no provider SDK) imports the rules too.
 
 Hosts (``jamjam_infra.host``)
     ``Host(name, HostArgs(ssh=SshArgs(host, port, user, initial_user, private_key, host_key),

@@ -3,10 +3,13 @@
 A spec is validated when it is built, so a program that breaks one of the rules below fails
 before anything is registered, with one line naming the container, the field and the fix:
 
-- a database or cache port (5432, 3306, 6379, 27017) is never published;
-- an env var whose name says PASSWORD, SECRET, TOKEN or KEY goes in ``secret_env`` (a Pulumi
-  secret), never in ``env``;
+- a database or cache port (:data:`~jamjam_infra.rules.DATABASE_PORTS`) is never published;
+- an env var whose name says it holds a secret (:func:`~jamjam_infra.rules.says_secret`:
+  DB_PASSWD, API_KEY; not KEYCLOAK_URL), or whose value is a URL with a password in it, goes in
+  ``secret_env`` (a Pulumi secret), never in ``env``;
 - a database container with a data volume names its backup job (label ``<ns>.backup``).
+
+The rules themselves live in :mod:`jamjam_infra.rules`, which the policy pack checks with too.
 
 Every container is hardened by default (capabilities dropped, no-new-privileges, memory and
 pids limits, an init process) and is health-gated: ``pulumi up`` waits until Docker reports it
@@ -24,20 +27,15 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
+from jamjam_infra import rules
 from jamjam_infra._remote import sudo
+from jamjam_infra.rules import NO_NEW_PRIVILEGES
+
 
 class SpecError(pulumi.RunError, ValueError):
     """A spec or Args breaks a rule; Pulumi prints a RunError as its one line, no traceback."""
 
 
-NO_NEW_PRIVILEGES = "no-new-privileges=true"
-"""Docker's security option as every container and one-off run gets it."""
-
-NEVER_PUBLISHED = frozenset({5432, 3306, 6379, 27017})
-"""PostgreSQL, MySQL/MariaDB, Redis, MongoDB: reachable only on the bridge network."""
-
-_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
-_DATABASE_IMAGE = re.compile(r"(^|/)(postgres|postgis|mysql|mariadb|mongo|redis)[^/]*(:|@|$)")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -60,7 +58,7 @@ class Labels:
     default; another system may pick its own namespace.
     """
 
-    namespace: str = "jamjam"
+    namespace: str = rules.LABEL_NAMESPACE
 
     @property
     def stack(self) -> str:
@@ -72,7 +70,7 @@ class Labels:
 
     @property
     def backup(self) -> str:
-        return f"{self.namespace}.backup"
+        return rules.backup_label(self.namespace)
 
 
 @dataclass(frozen=True)
@@ -122,18 +120,11 @@ class Healthcheck:
     start_period_s: int = 5
     start_interval_s: int = 1
 
-    MARGIN_S = 15
-    """Image start and the provider's polling on top of Docker's own schedule."""
-
     def wait_timeout_s(self) -> int:
-        """How long ``pulumi up`` waits for healthy before failing: until Docker itself would
-        have called the container unhealthy. Without a start interval its first probe runs one
-        interval after start; with one, probes run sooner during the start period, so the same
-        bound holds on either engine (start_interval_s <= interval_s). Failures inside the start
-        period do not count, then ``retries`` failures in a row (each up to interval + timeout)
-        make it unhealthy."""
-        return (self.start_period_s + self.interval_s
-                + self.retries * (self.interval_s + self.timeout_s) + self.MARGIN_S)
+        """How long ``pulumi up`` waits for healthy before failing
+        (:func:`~jamjam_infra.rules.health_deadline_s`)."""
+        return int(rules.health_deadline_s(self.start_period_s, self.interval_s, self.timeout_s,
+                                           self.retries))
 
 
 @dataclass(frozen=True)
@@ -225,25 +216,28 @@ class ContainerSpec:
             if port.protocol not in ("tcp", "udp"):
                 raise fail(f"port {port.internal} protocol must be tcp or udp, "
                            f"got {port.protocol!r}")
-            if port.internal in NEVER_PUBLISHED or port.host_port in NEVER_PUBLISHED:
+            if port.internal in rules.DATABASE_PORTS or port.host_port in rules.DATABASE_PORTS:
                 raise fail(f"port {port.internal} is a database/cache port and must never be "
                            "published; reach it on the bridge network through an alias instead")
         for key in [*self.env, *self.secret_env]:
             if not _ENV_NAME.match(key):
                 raise fail(f"env name {key!r} is not a valid variable name")
-        for key in self.env:
-            if _SECRET_NAME.search(key):
+        for key, value in self.env.items():
+            if rules.says_secret(key):
                 raise fail(f"env {key} looks like a secret; pass it in secret_env so it is "
                            "stored encrypted")
+            if isinstance(value, str) and rules.carries_credentials(value):
+                raise fail(f"env {key} is a URL with a password in it; pass it in secret_env "
+                           "so it is stored encrypted")
         both = set(self.env) & set(self.secret_env)
         if both:
             raise fail(f"env {sorted(both)[0]} is set in both env and secret_env")
-        if self.volumes and _DATABASE_IMAGE.search(self.image) and not self.backup_job:
+        if self.volumes and rules.image_is_database(self.image) and not self.backup_job:
             raise fail("is a database with a data volume but names no backup job; set "
                        "backup_job to the backup that covers it")
-        if self.restart not in ("always", "unless-stopped"):
-            # SPEC: services come back by themselves after a crash or a reboot.
-            raise fail(f"restart must be 'always' or 'unless-stopped', got {self.restart!r}")
+        if self.restart not in rules.RESTART_POLICIES:
+            raise fail(f"restart must be {' or '.join(map(repr, rules.RESTART_POLICIES))}, "
+                       f"got {self.restart!r}")
         health = self.healthcheck
         if not health.test or min(health.interval_s, health.timeout_s, health.retries) < 1 \
                 or health.start_period_s < 0:
@@ -254,9 +248,9 @@ class ContainerSpec:
             # running ones, and wait_timeout_s() would no longer bound the wait.
             raise fail(f"healthcheck start_interval_s must be from 1 to interval_s "
                        f"({health.interval_s}), got {health.start_interval_s}")
-        if self.hardening.memory_mb < 6 or self.hardening.pids_limit < 1:
-            # Docker refuses memory limits under 6 MB.
-            raise fail("hardening.memory_mb must be >= 6 and pids_limit >= 1")
+        if self.hardening.memory_mb < rules.MIN_MEMORY_MB or self.hardening.pids_limit < 1:
+            raise fail(f"hardening.memory_mb must be >= {rules.MIN_MEMORY_MB} (Docker's "
+                       "minimum) and pids_limit >= 1")
 
     def origin(self, port: int, scheme: str = "http") -> str:
         """Where a tunnel route sends traffic: this container on the bridge network. The port

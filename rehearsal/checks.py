@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from jamjam_infra.rules import health_deadline_s
 from rehearsal.apply import CONTAINER, DockerApi, duration_ns
 from rehearsal.engine import RehearsalError, wait_for
 from rehearsal.vps import Vps
@@ -72,10 +73,13 @@ def health(api: DockerApi, name: str) -> str:
 
 
 def health_deadline(inputs: dict) -> float:
-    """How long a container may take to turn healthy under its own healthcheck: the start
-    period, one interval before the first probe, its timeout, and a margin."""
+    """How long a container may take to turn healthy under its own healthcheck: as long as
+    ``pulumi up`` waits for it (the library's rule)."""
     hc = inputs.get("healthcheck") or {}
-    return sum(duration_ns(hc[k]) for k in ("startPeriod", "interval", "timeout") if hc.get(k)) / 1e9 + 30
+    seconds = {k: duration_ns(hc[k]) / 1e9 if hc.get(k) else 0.0
+               for k in ("startPeriod", "interval", "timeout")}
+    return health_deadline_s(seconds["startPeriod"], seconds["interval"], seconds["timeout"],
+                             int(hc.get("retries") or 0))
 
 
 def start_intervals(api: DockerApi, stack: RenderedStack, version: int) -> str:

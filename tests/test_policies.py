@@ -492,8 +492,12 @@ def test_the_pack_project_files():
     pins = [line.strip() for line in (POLICIES / "requirements.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     program = (ROOT / "requirements.txt").read_text()
-    assert sorted(pins) == ["pulumi-policy==1.21.0", "pulumi==3.272.0"]
-    assert all(pin in program for pin in pins), "the pack and the program pin the same SDKs"
+    sdks = [pin for pin in pins if not pin.startswith("-e ")]
+    assert sorted(sdks) == ["pulumi-policy==1.21.0", "pulumi==3.272.0"]
+    assert all(pin in program for pin in sdks), "the pack and the program pin the same SDKs"
+    # The library, for its rules, from the tree the pack sits in (the CLI installs from there).
+    assert [pin for pin in pins if pin.startswith("-e ")] == ["-e .."]
+    assert (POLICIES / ".." / "pyproject.toml").resolve() == ROOT / "pyproject.toml"
 
 
 # --- the offline runner ---------------------------------------------------------------------

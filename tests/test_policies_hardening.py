@@ -59,6 +59,7 @@ BREAKS = [
     (NNP, CONTAINER, changed(ECHO, "securityOpts", [UNKNOWN]), "unknown at preview"),
     (MEMORY, CONTAINER, changed(ECHO, "memory"), "memory unset"),
     (MEMORY, CONTAINER, changed(ECHO, "memory", 0), "memory 0"),
+    (MEMORY, CONTAINER, changed(ECHO, "memory", 5), "under Docker's minimum of 6 MB"),
     (MEMORY, CONTAINER, changed(ECHO, "memory", -1), "memory -1"),
     (MEMORY, CONTAINER, changed(ECHO, "memory", "lots"), "'lots'"),
     (MEMORY, CONTAINER, changed(ECHO, "memory", UNKNOWN), "unknown at preview"),

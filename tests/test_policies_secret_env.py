@@ -14,7 +14,7 @@ from tests.policy_fixtures import (
 )
 from jamjam_policies import _compat  # noqa: E402
 from jamjam_policies._props import UNKNOWN_SECRET, is_secret, is_unknown, plain  # noqa: E402
-from jamjam_policies.secret_env import says_secret  # noqa: E402
+from jamjam_infra.rules import says_secret
 
 RULE = "env-secrets-are-pulumi-secrets"
 LOCAL_COMMAND = "command:local:Command"

@@ -129,8 +129,10 @@ def test_the_composite_action_does_the_whole_setup():
     runs = [s.get("run", "") for s in steps]
     [python] = _steps(action["runs"], "actions/setup-python")
     assert python["with"]["python-version"] == "3.11"
-    assert any(".venv/bin/pip install" in r and "policies/venv/bin/pip install" in r
-               for r in runs)
+    # The pack's requirements from its own directory, as the CLI installs them (their `-e ..`
+    # is resolved against the working directory).
+    assert any(".venv/bin/pip install" in r and "(cd policies && venv/bin/pip install" in r
+               and "-r requirements.txt)" in r for r in runs)
     assert any(r.startswith("pulumi login") for r in runs)
     assert any("tools.setup_stack" in r and "--check" in r for r in runs)
     assert any("ssh-from-stack.sh" in r for r in runs)

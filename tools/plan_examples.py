@@ -31,6 +31,7 @@ from typing import Iterable, Iterator
 
 import jamjam_infra
 import pulumi
+from jamjam_infra.rules import carries_credentials, says_secret
 
 from tools.cli import (OneLineParser, config_errors, exit_status, project_policy_config,
                        run_quietly_on_broken_pipe)
@@ -61,10 +62,6 @@ def _image_of(container: Resource, urns: dict[str, Resource]) -> str:
     return str(container.inputs.get("image"))
 
 
-_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
-_CREDENTIAL_URL = re.compile(r"://[^/@\s]+@")
-
-
 def _env(container: Resource) -> tuple[list[str], bool]:
     """``NAME=value`` per variable, credentials masked; whether the list is a secret (Pulumi
     keeps a list secret as a whole once one element is)."""
@@ -73,7 +70,7 @@ def _env(container: Resource) -> tuple[list[str], bool]:
     shown = []
     for entry in reveal(envs):
         name, _, value = str(entry).partition("=")
-        if _SECRET_NAME.search(name) or _CREDENTIAL_URL.search(value):
+        if says_secret(name) or carries_credentials(value):
             value = "[secret]"
         shown.append(f"{name}={value}")
     return shown, whole

@@ -26,6 +26,7 @@ import posixpath
 import re
 from typing import Any
 
+from jamjam_infra import rules
 from pulumi_policy import EnforcementLevel, PolicyResource, ReportViolation, \
     StackValidationArgs, StackValidationPolicy
 
@@ -42,11 +43,9 @@ _CRON_LINE = re.compile(
     rf"{_NUMERIC}\s+{_NUMERIC}\s+{_NUMERIC}\s+{_NAMED}\s+{_NAMED})\s+\S", re.MULTILINE)
 
 
-def image_is_database(image: Any, names: list[str]) -> bool:
-    if not isinstance(image, str) or is_unknown(image) or image.startswith("sha256:"):
-        return False
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0].lower()
-    return any(last.startswith(name.lower()) for name in names)
+def _is_database_image(image: Any, names: list[str]) -> bool:
+    return (isinstance(image, str) and not is_unknown(image)
+            and rules.image_is_database(image, names))
 
 
 def _mounts(props: dict[str, Any]) -> list[tuple[Any, str]]:
@@ -114,7 +113,7 @@ def _database_volumes_backed_up(args: StackValidationArgs, report: ReportViolati
         props = props_of(resource)
         mounts = _mounts(props)
         persistent = [m for m in mounts if m[1] != "unknown"]
-        by_image = any(image_is_database(i, config["databaseImages"]) for i in _images_of(resource))
+        by_image = any(_is_database_image(i, config["databaseImages"]) for i in _images_of(resource))
         by_path = any(_under(path, config["dataDirectories"]) for path, _ in persistent)
         if not (by_image or by_path):
             continue

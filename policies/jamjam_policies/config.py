@@ -19,6 +19,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 import pulumi
+from jamjam_infra import rules
 from pulumi_policy import PolicyConfigSchema
 
 PORT_PROTO = re.compile(r"^(\d{1,5})/(tcp|udp)$")
@@ -61,7 +62,7 @@ DATABASE_PORTS: dict[str, Any] = {
     "databasePorts": {
         "type": "array", "uniqueItems": True,
         "items": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "default": [5432, 3306, 6379, 27017],
+        "default": list(rules.DATABASE_PORTS),
         "description": "Ports of databases and caches (PostgreSQL, MySQL/MariaDB, Redis, "
                        "MongoDB), never published or opened, on either side of a mapping.",
     },
@@ -69,10 +70,13 @@ DATABASE_PORTS: dict[str, Any] = {
 SECRET_ENV: dict[str, Any] = {
     "secretNameMarkers": {
         "type": "array", "items": {"type": "string", "minLength": 1},
-        "default": ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY"],
+        "default": list(rules.SECRET_NAME_MARKERS),
         "description": "An env var holds a secret when a part of its name (split on _ - .) "
-                       "contains one of these; a marker of three letters or fewer (KEY) must "
-                       "end the part (API_KEY, APIKEY; not KEYCLOAK).",
+                       "contains one of these; a marker of "
+                       f"{rules.WHOLE_PART_MAX} letters or fewer (KEY, PASS) must be a whole "
+                       "part (API_KEY, DB_PASS; not KEYCLOAK_URL, MONKEY_COUNT). Names ending "
+                       f"in {' or '.join(sorted(rules.NOT_THE_SECRET))} (a path to the secret) "
+                       "are exempt.",
     },
     "plaintextNames": {
         "type": "array", "items": {"type": "string"}, "default": [],
@@ -83,7 +87,7 @@ SECRET_ENV: dict[str, Any] = {
 BACKUPS: dict[str, Any] = {
     "databaseImages": {
         "type": "array", "items": {"type": "string", "minLength": 1},
-        "default": ["postgres", "postgis", "mysql", "mariadb", "mongo", "redis"],
+        "default": list(rules.DATABASE_IMAGES),
         "description": "Image names (the last path part, before tag or digest, starting with "
                        "one of these) that run a database.",
     },
@@ -96,7 +100,7 @@ BACKUPS: dict[str, Any] = {
                        "database container even when its image is only an id.",
     },
     "backupLabel": {
-        "type": "string", "default": "jamjam.backup",
+        "type": "string", "default": rules.backup_label(),
         "description": "The docker label on a database container naming its backup job.",
     },
 }

@@ -6,6 +6,7 @@ import posixpath
 import re
 from typing import Any, Callable
 
+from jamjam_infra.rules import RESTART_POLICIES, carries_credentials, says_secret
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, \
     ResourceValidationPolicy
 
@@ -14,7 +15,6 @@ from ._props import is_unknown, label, props_of, strings
 
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 ROTATING_DRIVERS = ("json-file", "local")
-RESTARTING = ("always", "unless-stopped")
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 Check = Callable[[str, dict[str, Any], ReportViolation], None]
@@ -52,7 +52,7 @@ def _log_rotation(name: str, props: dict[str, Any], report: ReportViolation) -> 
 
 def _restart_policy(name: str, props: dict[str, Any], report: ReportViolation) -> None:
     restart = props.get("restart")
-    if restart not in RESTARTING:
+    if restart not in RESTART_POLICIES:
         report(f"{name} has restart {_shown(restart)}, "
                "so it stays down after a crash or a reboot. Set restart \"always\" "
                "(or \"unless-stopped\").", None)
@@ -108,9 +108,11 @@ _TOKEN_LIKE = [
     re.compile(r"eyJ[A-Za-z0-9_-]{16,}"),  # base64 of '{"': tunnel tokens, JWTs
     re.compile(r"(?:^|=)(?!/)(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Za-z])"
                r"[A-Za-z0-9+/_-]{32,}={0,2}$"),
-    re.compile(r"^[A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|API_KEY)[A-Z0-9_]*=.+"),
 ]
-_SECRET_FLAG = re.compile(r"^--?[a-z0-9-]*(?:token|password|secret|api-key)(?:=.*)?$", re.I)
+# Flags (--db-password, --api-key) and NAME=value words (`env TUNNEL_TOKEN=...`) are judged by
+# the library's secret-name rule, the one env vars are held to (--password-file is a path).
+_FLAG = re.compile(r"^--?([A-Za-z0-9][A-Za-z0-9-]*)(?:=.*)?$")
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=.+")
 
 
 def _secret_reason(arg: Any) -> str | None:
@@ -118,10 +120,12 @@ def _secret_reason(arg: Any) -> str | None:
         return "an argument unknown at preview (it may be a secret)"
     if not isinstance(arg, str):
         return None
-    flag = arg.split("=", 1)[0]
-    if _SECRET_FLAG.match(arg) and not flag.lower().endswith("-file"):
-        return f"the flag {flag}"
-    if any(pattern.search(arg) for pattern in _TOKEN_LIKE):
+    flag, assignment = _FLAG.match(arg), _ASSIGNMENT.match(arg)
+    if flag and says_secret(flag.group(1)):
+        return f"the flag {arg.split('=', 1)[0]}"
+    if assignment and says_secret(assignment.group(1)):
+        return f"{assignment.group(1)}=..., whose name says it holds a secret,"
+    if carries_credentials(arg) or any(pattern.search(arg) for pattern in _TOKEN_LIKE):
         return "a token-looking value"
     return None
 

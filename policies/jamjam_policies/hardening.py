@@ -24,6 +24,7 @@ import re
 import shlex
 from typing import Any, Callable
 
+from jamjam_infra.rules import MIN_MEMORY_MB, NO_NEW_PRIVILEGES
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation, \
     ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy
 
@@ -153,14 +154,14 @@ def _no_new_privileges(name: str, props: dict[str, Any], report: ReportViolation
     options = strings(props.get("securityOpts"))
     if any(is_unknown(o) for o in options):
         report(f"{name} has securityOpts unknown at preview, so it may gain privileges through "
-               "setuid binaries. Declare securityOpts [\"no-new-privileges=true\"] as a literal.",
+               f"setuid binaries. Declare securityOpts [\"{NO_NEW_PRIVILEGES}\"] as a literal.",
                None)
         return
     values = [m.group(1) or "true" for m in (_NNP.match(str(o).strip()) for o in options) if m]
     if not values or "false" in values:
         shown = "unset" if not options else repr(options)
         report(f"{name} has securityOpts {shown}, so a setuid binary in it can gain privileges. "
-               "Set securityOpts [\"no-new-privileges=true\"].", None)
+               f"Set securityOpts [\"{NO_NEW_PRIVILEGES}\"].", None)
 
 
 def _memory_limited(name: str, props: dict[str, Any], report: ReportViolation) -> None:
@@ -168,6 +169,10 @@ def _memory_limited(name: str, props: dict[str, Any], report: ReportViolation) -
     if memory is UNKNOWN:
         report(f"{name} has a memory limit unknown at preview. Declare memory (MB) as a literal "
                "so one runaway container cannot take the VPS's memory.", None)
+    elif memory is not None and 0 < memory < MIN_MEMORY_MB:
+        report(f"{name} has memory {memory} MB, under Docker's minimum of {MIN_MEMORY_MB} MB, so "
+               "Docker refuses to create it at `pulumi up`. Set memory (MB, e.g. 512) and "
+               "memorySwap to the same value.", None)
     elif memory is None or memory <= 0:
         shown = "unset" if props.get("memory") is None else repr(props.get("memory"))
         report(f"{name} has memory {shown}, so one runaway process can take the VPS's memory and "
@@ -315,7 +320,8 @@ POLICIES = [
                       "Containers set securityOpts no-new-privileges; CIS Docker 5.26.",
                       _no_new_privileges, EnforcementLevel.MANDATORY),
     _container_policy("container-memory-limited",
-                      "Containers set a memory limit above zero; CIS Docker 5.11.",
+                      f"Containers set a memory limit (at least Docker's {MIN_MEMORY_MB} MB); "
+                      "CIS Docker 5.11.",
                       _memory_limited, EnforcementLevel.MANDATORY),
     StackValidationPolicy(
         name="container-pids-limited",

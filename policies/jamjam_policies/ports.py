@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from jamjam_infra.rules import DATABASE_PORTS as _DEFAULT_DATABASE_PORTS
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, \
     ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy
 
@@ -194,7 +195,8 @@ signaling_port_never_public = ResourceValidationPolicy(
 
 database_ports_never_public = ResourceValidationPolicy(
     name="database-ports-never-public",
-    description=("Database and cache ports (5432, 3306, 6379, 27017) are never published by a "
+    description=("Database and cache ports "
+                 f"({', '.join(map(str, _DEFAULT_DATABASE_PORTS))}) are never published by a "
                  "container, on either side, nor opened in a firewall; values unknown at preview "
                  "fail."),
     enforcement_level=EnforcementLevel.MANDATORY,

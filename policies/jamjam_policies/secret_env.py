@@ -7,20 +7,22 @@ the pack marked as such (_compat.py keeps the marker), so this rule can tell the
 * ``docker:index/container:Container`` ``envs`` (``NAME=value`` entries);
 * ``command:remote:Command`` / ``command:local:Command`` ``environment`` (a name -> value map).
 
-A name holds a secret when one of its parts (split on ``_``, ``-``, ``.``) contains PASSWORD,
-PASSWD, SECRET or TOKEN, or ends in KEY (``API_KEY``, ``SECRET_KEY``, ``APIKEY``): config
-``secretNameMarkers``; markers of three letters or fewer must end a part, so ``KEYBOARD`` is no
-key. ``*_FILE`` names (Docker's convention for a path to a secret file) and config
-``plaintextNames`` are exempt. Empty values hide nothing and pass. Unknown at preview: an entry
-known to be a secret passes (a generated password before it exists); any other unknown entry,
-or a whole unknown list, fails, since its name may say secret.
+Which names hold a secret is the library's rule, :func:`jamjam_infra.rules.says_secret`, the
+one ContainerSpec enforces: a part of the name (split on ``_``, ``-``, ``.``) contains
+PASSWORD, PASSWD, SECRET, TOKEN, ..., or is KEY, PASS or DSN (``DB_PASSWD``, ``API_KEY``; not
+``KEYCLOAK_URL``); ``*_FILE`` and ``*_PATH`` names (where a secret is) are exempt. Config
+``secretNameMarkers`` replaces the markers, ``plaintextNames`` exempts names. A known value
+that is a URL with a password in it (``postgres://app:pw@db/app``) must be a secret whatever
+its name (:func:`jamjam_infra.rules.carries_credentials`). Empty values hide nothing and pass.
+Unknown at preview: an entry known to be a secret passes (a generated password before it
+exists); any other unknown entry, or a whole unknown list, fails, since its name may say secret.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Iterable
+from typing import Any
 
+from jamjam_infra.rules import carries_credentials, says_secret
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, \
     ResourceValidationPolicy
 
@@ -30,18 +32,6 @@ from .config import SECRET_ENV, schema, settings
 
 LOCAL_COMMAND = "command:local:Command"
 _SCHEMA = schema(SECRET_ENV)
-_PARTS = re.compile(r"[_.\-]+")
-
-
-def says_secret(name: str, markers: Iterable[str]) -> bool:
-    if name.upper().endswith("_FILE"):
-        return False
-    parts = [part for part in _PARTS.split(name.upper()) if part]
-    for marker in (m.upper() for m in markers):
-        short = len(marker) <= 3
-        if any(part.endswith(marker) if short else marker in part for part in parts):
-            return True
-    return False
 
 
 _FIX = ("Pass it as a Pulumi secret (pulumi.Output.secret(...), a `pulumi config set --secret` "
@@ -61,8 +51,12 @@ def _check_entries(name: str, field: str, entries: list[tuple[Any, Any, Any]],
                    f"secret, so it may hold a password in plaintext. Make the value a Pulumi "
                    f"secret, or build the entry from known values. {_FIX}", None)
             continue
-        if (not isinstance(env_name, str) or env_name in exempt
-                or not says_secret(env_name, config["secretNameMarkers"])):
+        if not isinstance(env_name, str) or env_name in exempt:
+            continue
+        if not says_secret(env_name, config["secretNameMarkers"]):
+            if isinstance(value, str) and not is_unknown(value) and carries_credentials(value):
+                report(f"{name} sets {env_name} in {field} to a URL with a password in it, in "
+                       f"plaintext. {_FIX}", None)
             continue
         if is_unknown(value):
             report(f"{name} sets {env_name} in {field} to a value unknown at preview that is not "
@@ -104,9 +98,10 @@ def _env_secrets_are_secrets(args: ResourceValidationArgs, report: ReportViolati
 POLICIES = [
     ResourceValidationPolicy(
         name="env-secrets-are-pulumi-secrets",
-        description=("Env vars whose names say PASSWORD, SECRET, TOKEN or KEY (container envs, "
-                     "command environment) hold Pulumi secrets, never plaintext; an entry unknown "
-                     "at preview must be known to be a secret."),
+        description=("Env vars whose names say PASSWORD, SECRET, TOKEN, KEY, ... (container "
+                     "envs, command environment), or whose values are URLs with a password, "
+                     "hold Pulumi secrets, never plaintext; an entry unknown at preview must be "
+                     "known to be a secret."),
         enforcement_level=EnforcementLevel.MANDATORY,
         config_schema=_SCHEMA,
         validate=_env_secrets_are_secrets,
