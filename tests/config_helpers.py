@@ -80,3 +80,18 @@ def edit_stack(project_dir: Path, stack: str, changes: Mapping[str, Any]) -> Non
             node = node.setdefault(name, {})
         node[fields[-1]] = value
     path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def derive_stack(project_dir: Path, base: str, stack: str, changes: Mapping[str, Any]) -> None:
+    """A new stack ``stack`` in ``project_dir``: ``base``'s stack file and offline stand-ins,
+    with ``changes`` applied (see :func:`edit_stack`)."""
+    project_dir = Path(project_dir)
+    shutil.copy(project_dir / f"Pulumi.{base}.yaml", project_dir / f"Pulumi.{stack}.yaml")
+    edit_stack(project_dir, stack, changes)
+    offline = project_dir / "offline.yaml"
+    if offline.exists():
+        document = yaml.safe_load(offline.read_text()) or {}
+        for table in ("standIns", "secretStandIns"):
+            if base in (document.get(table) or {}):
+                document[table][stack] = dict(document[table][base])
+        offline.write_text(yaml.safe_dump(document, sort_keys=False))
