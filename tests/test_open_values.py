@@ -18,7 +18,7 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -95,16 +95,22 @@ def _project_dirs(copies: dict[str, Path]) -> list[str]:
     return [arg for copy in copies.values() for arg in ("--project-dir", str(copy))]
 
 
-@pytest.fixture(scope="module")
-def changed(tmp_path_factory) -> dict[str, Path]:
-    """Project name -> a copy whose stack files carry CHANGES."""
-    root = tmp_path_factory.mktemp("open-values")
+def _copies(root: Path, edit: Callable[[str, Path], None]) -> dict[str, Path]:
+    """Project name -> a copy of it under ``root``, which ``edit(name, copy)`` changed."""
     copies = {}
     for name, project in PROJECTS.items():
         copies[name] = project_copy(project, root / name)
-        for stack, values in CHANGES[name].items():
-            edit_stack(copies[name], stack, values)
+        edit(name, copies[name])
     return copies
+
+
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory) -> dict[str, Path]:
+    """Project name -> a copy whose stack files carry CHANGES."""
+    def edit(name: str, copy: Path) -> None:
+        for stack, values in CHANGES[name].items():
+            edit_stack(copy, stack, values)
+    return _copies(tmp_path_factory.mktemp("open-values"), edit)
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -163,25 +169,21 @@ def test_changed_values_render_pass_the_pack_and_show_in_the_plan(changed, name,
             assert _cron_shows(after, key, value), key
 
 
+# Key -> (the cron file of the job it configures, a line there starts with this, {} the value).
+_CRON = {
+    "logArchive.schedule": ("upload-logs-to-r2", "{} "),
+    "operations.imageScanSchedule": ("image-scan", "{} "),
+    "operations.imageScan": ("image-scan", ""),
+    "operations.diskAlertPercent": ("resource-alert", "JAMJAM_DISK_ALERT_PERCENT={}\n"),
+    "operations.memoryAlertPercent": ("resource-alert", "JAMJAM_MEM_ALERT_PERCENT={}\n"),
+}
+
+
 def _cron_shows(stack: RenderedStack, key: str, value: Any) -> bool:
-    """Whether the cron file of the job ``key`` configures carries ``value``."""
-    files = stack.host_files()
-    job = {"logArchive.schedule": "upload-logs-to-r2",
-           "operations.imageScanSchedule": "image-scan",
-           "operations.diskAlertPercent": "resource-alert",
-           "operations.memoryAlertPercent": "resource-alert",
-           "operations.imageScan": "image-scan"}[key]
-    content = files.get(f"/etc/cron.d/jamjam-{job}")
-    if content is None:
-        return False
-    lines = content.splitlines()
-    if key.endswith("Schedule") or key.endswith(".schedule"):
-        return any(line.startswith(f"{value} ") for line in lines)
-    if key.endswith("Percent"):
-        variable = {"diskAlertPercent": "JAMJAM_DISK_ALERT_PERCENT",
-                    "memoryAlertPercent": "JAMJAM_MEM_ALERT_PERCENT"}[key.split(".")[1]]
-        return f"{variable}={value}" in lines
-    return value is True
+    """Whether the cron file of the job ``key`` configures is there and carries ``value``."""
+    job, line = _CRON[key]
+    content = stack.host_files().get(f"/etc/cron.d/jamjam-{job}")
+    return content is not None and f"\n{line.format(value)}" in f"\n{content}"
 
 
 def test_the_plan_and_the_policy_check_over_the_changed_copies_pass_and_show_them(changed):
@@ -257,13 +259,10 @@ BAD = {"jamjam": JAMJAM_BAD, **{p.name: _example_bad(p) for p in EXAMPLES}}
 @pytest.fixture(scope="module")
 def broken(tmp_path_factory) -> dict[str, Path]:
     """Project name -> a copy with one more stack per bad value of BAD beside its own."""
-    root = tmp_path_factory.mktemp("bad-values")
-    copies = {}
-    for name, project in PROJECTS.items():
-        copies[name] = project_copy(project, root / name)
+    def edit(name: str, copy: Path) -> None:
         for stack, (base, change, _) in BAD[name].items():
-            derive_stack(copies[name], base, stack, change)
-    return copies
+            derive_stack(copy, base, stack, change)
+    return _copies(tmp_path_factory.mktemp("bad-values"), edit)
 
 
 def _one_line_each(stderr: str, broken: dict[str, Path]) -> None:
