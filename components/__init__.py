@@ -75,11 +75,15 @@ PostgreSQL (``jamjam_infra.backup``)
     PGDATA, ``pg_isready``, the five capabilities its entrypoint needs, the backup label),
     for ``Backup(name, BackupArgs(stack, database=spec, sets, store, drill, ...))``.
 
-Projects other than jamjam (``jamjam_infra.project_settings``)
-    ``StackConfig()`` reads keys, one error line per bad key raised by ``done()``;
-    ``site(roles, hostname_example)`` reads the fields of ``SiteConfig`` (zone, hostname,
-    images, externalHealthChecks, the operator's keys), which a project subclasses with its
-    own keys and ``project`` name; its ``tunnel(routes)``, ``host(network, containers)``,
-    ``store(bucket, purpose, connection, host_ready, retention)``, ``operations(...)`` and
-    ``operator_checks(probes, on_host)`` build the Args every example builds alike.
+Stack config (``jamjam_infra.schema``, ``jamjam_infra.project_settings``)
+    A project declares its keys once as rows, ``TOP_LEVEL`` (``Setting(key, parse, example,
+    description, default=, secret=, operator=, type=)``, ``Section(key, fields, ...)``), next
+    to the shared ones: ``operator_rows()`` (VPS, Cloudflare ids, ssh, key, webhook),
+    ``images_section()`` (``images.<name>``), ``containers_section()``
+    (``containers.<role>.*``), or all of them for one public hostname with
+    ``site_rows(hostname_example)``. ``read(TOP_LEVEL, checks)`` returns every parsed value or
+    raises one ``ConfigError`` (a line per bad key with its ``pulumi config`` fix);
+    ``settle(values, specs)`` (``SiteConfig.containers``) applies the overrides and refuses
+    images and roles no container has. ``python -m tools.gen_config`` writes Pulumi.yaml's
+    ``config:`` block and the README reference from the rows.
 """

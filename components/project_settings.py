@@ -92,7 +92,7 @@ class Operator:
 
 @dataclass(frozen=True)
 class SiteConfig:
-    """What :meth:`StackConfig.site` reads: a project subclasses it with its own keys."""
+    """What :func:`site_fields` reads: a project subclasses it with its own keys."""
 
     stack: str
     zone: str

@@ -22,6 +22,7 @@ from tests.policy_fixtures import (
 from jamjam_policies import ALL_POLICIES  # noqa: E402 (path set by policy_fixtures)
 from jamjam_policies._exposure import executed_place, stdin_use  # noqa: E402
 from jamjam_policies.ports import POLICIES as PORT_POLICIES  # noqa: E402
+from jamjam_infra.container import DEFAULT_PIDS_LIMIT
 from tools import policy_check
 from tools.render import is_secret, render
 from tools import _pulumi_compat as compat
@@ -247,7 +248,8 @@ def test_a_post_deploy_run_is_known_at_preview_and_passes_the_port_rules():
     assert run.inputs["triggers"] == [compat.UNKNOWN], "the image id reruns it"
     assert is_secret(run.inputs["stdin"]) and run.inputs["stdin"]["value"] == compat.UNKNOWN
     limit = next(r for r in resources if r.name == "web-app-pids-limit")
-    assert limit.inputs["create"] == "sudo -n docker update --pids-limit 512 web-app"
+    assert limit.inputs["create"] == \
+        f"sudo -n docker update --pids-limit {DEFAULT_PIDS_LIMIT} web-app"
     found = [v for v in policy_check.check("production", resources)
              if v.policy in PORT_RULES and v.level == "mandatory"]
     assert found == [], policy_check.format_report(found)

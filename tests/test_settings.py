@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import settings
+from jamjam_infra.host import DEBIAN_RELEASES
 from jamjam_infra.schema import settle
 from settings import SettingsError
 from tools.render import ROOT, engine_config, render, reveal, stack_config
@@ -266,15 +267,16 @@ def test_operator_keys_missing_are_reported_not_invented_outside_the_plan():
     assert "pulumi config set" in str(caught.value)
 
 
-def _load(overrides: dict | None = None) -> settings.Settings:
-    config, secret_keys, _ = engine_config("production", overrides)
+def _load(overrides: dict | None = None, remove: tuple[str, ...] = ()) -> settings.Settings:
+    config, secret_keys, _ = engine_config("production", overrides, remove)
     pulumi.runtime.set_all_config(config, secret_keys)
     return settings.load(stack="production")
 
 
 def test_containers_unset_means_library_defaults_for_every_role():
     import jamjam_app
-    loaded = _load()
+    # Unset here, whatever the stack file overrides today.
+    loaded = _load(remove=("containers",))
     assert loaded.values["containers"] == {}
     specs = jamjam_app.containers(loaded, tunnel_token=pulumi.Output.secret("t"))
     assert settle(loaded.values, specs) == specs, "no override: the specs as declared"
@@ -408,16 +410,18 @@ def _healthchecks(stack) -> dict[str, dict]:
 
 
 def test_debian_version_defaults_to_13_and_each_stack_sets_it():
-    assert _load({}).vps_debian_version == 13
+    assert _load(remove=("vpsDebianVersion",)).vps_debian_version == 13
     config, _, _ = engine_config("production", remove=["vpsDebianVersion"])
     assert config["jamjam:vpsDebianVersion"] == "13", "Pulumi.yaml's default"
+    # Which release is the operator's to say (SPEC leaves it open); that each stack says it is
+    # what matters, so a plan never guesses.
     for stack in ("production", "test"):
-        assert stack_config(stack)["jamjam:vpsDebianVersion"] == 13
+        assert stack_config(stack)["jamjam:vpsDebianVersion"] in DEBIAN_RELEASES
     assert _load({"vpsDebianVersion": "12"}).vps_debian_version == 12
 
 
 def test_debian_13_sends_start_intervals_and_ships_the_release_in_the_bootstrap():
-    stack = render("production")
+    stack = render("production", overrides={"vpsDebianVersion": 13})
     assert {h.get("startInterval") for h in _healthchecks(stack).values()} == {"1s"}
     for name in ("vps-bootstrap", "vps-first-contact"):
         script = stack.named(name).inputs["stdin"]
@@ -443,7 +447,8 @@ def test_changing_the_release_reruns_the_bootstrap_but_not_first_contact():
     """The release is in the script's text: a new value is a new stdin, which reruns the
     bootstrap (and replaces the containers, whose healthcheck changes); first contact ignores
     its stdin, so it never runs again on a machine that already has the user."""
-    before, after = render("production"), render("production", overrides={"vpsDebianVersion": 12})
+    before = render("production", overrides={"vpsDebianVersion": 13})
+    after = render("production", overrides={"vpsDebianVersion": 12})
     assert before.named("vps-bootstrap").inputs["stdin"] != after.named("vps-bootstrap").inputs["stdin"]
     assert "stdin" in before.named("vps-first-contact").options["ignoreChanges"]
     assert "healthcheck" in before.named("jamjam-echo").options["replaceOnChanges"]

@@ -126,7 +126,8 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
-    return config.containers([specs.db, specs.redis, specs.server, _cloudflared(config, tunnel_token)])
+    return config.containers([specs.db, specs.redis, specs.server,
+                              _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

@@ -148,7 +148,8 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
-    return config.containers([specs.db, specs.api, specs.worker, _cloudflared(config, tunnel_token)])
+    return config.containers([specs.db, specs.api, specs.worker,
+                              _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

@@ -166,7 +166,8 @@ def app(config: Config, secrets: Secrets) -> App:
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
     """In start order: the database, the API (migrated first), the front end, the tunnel."""
-    return config.containers([specs.db, specs.backend, specs.frontend, _cloudflared(config, tunnel_token)])
+    return config.containers([specs.db, specs.backend, specs.frontend,
+                              _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:

@@ -126,7 +126,8 @@ def _cloudflared(config: Config, tunnel_token: pulumi.Output[str]) -> ContainerS
 def containers(config: Config, specs: App,
                tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]:
     """In start order: the database, the tracker, the bot that calls it, the tunnel."""
-    return config.containers([specs.db, specs.tracker, specs.bot, _cloudflared(config, tunnel_token)])
+    return config.containers([specs.db, specs.tracker, specs.bot,
+                              _cloudflared(config, tunnel_token)])
 
 
 def routes(config: Config, specs: App) -> list[Route]:
