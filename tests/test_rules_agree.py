@@ -20,7 +20,7 @@ from jamjam_infra.container import ContainerSpec, Hardening, Healthcheck, Port, 
 from jamjam_infra.host import Debian, Host, HostArgs
 from jamjam_infra.tunnel import Route, Tunnel, TunnelArgs
 from rehearsal.checks import health_deadline
-from tests.test_library import ACCOUNT, ZONE, _ssh, render_program
+from tests.test_library import ACCOUNT, ZONE, render_program, ssh_args
 from tools.policy_check import check
 from tools.render import RenderedStack, reveal
 
@@ -115,7 +115,7 @@ def _refuses(**changes) -> bool:
 
 def _render(specs: list[ContainerSpec], debian: Debian | None = None) -> RenderedStack:
     def program() -> None:
-        Host("vps", HostArgs(ssh=_ssh(), stack="test", network="rules", containers=specs,
+        Host("vps", HostArgs(ssh=ssh_args(), stack="test", network="rules", containers=specs,
                              **({"debian": debian} if debian else {})))
     return render_program(program)
 
@@ -203,7 +203,7 @@ def _origin_stack() -> RenderedStack:
     spec = _spec("app", ports=(Port(5000, "udp"),))
 
     def program() -> None:
-        Host("vps", HostArgs(ssh=_ssh(), stack="test", network="rules", containers=[spec]))
+        Host("vps", HostArgs(ssh=ssh_args(), stack="test", network="rules", containers=[spec]))
         Tunnel("web", TunnelArgs(account_id=ACCOUNT, zone_id=ZONE, tunnel_name="web-test",
                                  routes=[Route("site", "example.koeda.me", spec.origin(8000))]))
     return render_program(program)
