@@ -24,8 +24,10 @@ from tools.policy_check import check
 from tools.render import RenderedStack, Resource, is_secret, render, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = {name: ROOT / "examples" / name for name in
-            ("workspace-backend", "r-stream", "shiojiri-rainbow-seeker", "thinkring")}
+# Every project under examples/, found by its Pulumi.yaml: a new one gets every generic test.
+EXAMPLES = {p.parent.name: p.parent for p in sorted((ROOT / "examples").glob("*/Pulumi.yaml"))}
+SYSTEMS = ("workspace-backend", "r-stream", "shiojiri-rainbow-seeker", "thinkring")
+"""SYSTEMS.md's four services, each with its own test of what its document asks for."""
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:remote:Command"
 DAY = 86_400
@@ -295,6 +297,10 @@ def test_make_plan_examples_says_what_each_declares():
 
 
 # --- workspace-backend ----------------------------------------------------------------------
+
+def test_every_system_of_systems_md_is_an_example():
+    assert set(SYSTEMS) <= set(EXAMPLES)
+
 
 def test_workspace_backend(stacks):
     stack = stacks["workspace-backend"]
