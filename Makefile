@@ -1,9 +1,9 @@
-# Quick start: `make plan` and `make test`. Both set up .venv from the pinned requirements.
+# Quick start: `make plan` and `make test` (`make check`: the same minus the rehearsals, faster). Both set up .venv from the pinned requirements.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan plan-json test bench rehearse clean
+.PHONY: plan plan-json test check bench rehearse clean
 
 # Setup talks on stderr only: `make plan-json > plan.json` must hold nothing but the JSON.
 $(VENV)/.requirements: requirements.txt
@@ -34,13 +34,28 @@ plan-examples: $(VENV)/.requirements
 plan-all: $(VENV)/.requirements
 	@$(PY) -m tools.plan_examples --with-jamjam
 
-## Install what the tests run for real (needs root or the packages present), then run them.
-## pytest exits 5 when it collects nothing: that must fail, not pass.
+# The suite with the given arguments, a skip counted as a failure (tests/conftest.py).
+# pytest exits 5 when it collects nothing: that must fail, not pass.
+define pytest_or_fail
+JAMJAM_NO_SKIP=1 $(PY) -m pytest $(1); status=$$?; \
+  if [ $$status -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; \
+  exit $$status
+endef
+
+## Install what the tests run for real (needs root or the packages present), then run them
+## all, one at a time: the whole rehearsals too (about 25 minutes). What CI runs (.ci/run).
 test: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh
-	JAMJAM_NO_SKIP=1 $(PY) -m pytest; status=$$?; \
-	  if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
-	  exit $$status
+	$(call pytest_or_fail,)
+
+## The inner loop: everything but the whole rehearsals (marker `rehearsal`, pytest.ini), over
+## CHECK_WORKERS processes. Tests sharing a module's dockerd, PostgreSQL or S3 server run on one
+## worker, so it starts once (tests/conftest.py, docs/testing.md). About 3 minutes on 2 cores.
+## Twice the cores: most of these tests wait on a dockerd, a timeout or a subprocess.
+CHECK_WORKERS ?= 4
+check: $(VENV)/.requirements-dev
+	bash .ci/system-packages.sh
+	$(call pytest_or_fail,-m "not rehearsal" -n $(CHECK_WORKERS) --dist loadgroup)
 
 ## Print the speed and size figures (nothing asserted).
 bench: $(VENV)/.requirements-dev
