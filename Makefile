@@ -57,12 +57,14 @@ check: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh
 	$(call pytest_or_fail,-m "not rehearsal" -n $(CHECK_WORKERS) --dist loadgroup)
 
-## Print the speed and size figures (nothing asserted).
+## Print the speed and size figures (nothing asserted). The suite's times come last: they
+## run `make check` and the whole `make test` (25 minutes or more).
 bench: $(VENV)/.requirements-dev
 	$(PY) bench/plan_speed.py
 	$(PY) bench/log_archive.py
 	bash .ci/system-packages.sh
 	$(PY) bench/replacement_gap.py --stack $(STACK)
+	$(PY) bench/suite_speed.py
 
 ## Rehearse `pulumi up` of STACK on a throwaway VPS of the Debian release the stack names
 ## (vpsDebianVersion) with a real Docker engine (needs root; README "Rehearsal").
