@@ -49,13 +49,13 @@ test: $(VENV)/.requirements-dev
 	$(call pytest_or_fail,)
 
 ## The inner loop: everything but the whole rehearsals (marker `rehearsal`, pytest.ini), over
-## CHECK_WORKERS processes. Tests sharing a module's dockerd, PostgreSQL or S3 server run on one
-## worker, so it starts once (tests/conftest.py, docs/testing.md). About 3 minutes on 2 cores.
+## CHECK_WORKERS processes. A test file goes to one worker whole, so a module's dockerd,
+## PostgreSQL or S3 server starts once (docs/testing.md). About 4 minutes on 2 shared cores.
 ## Twice the cores: most of these tests wait on a dockerd, a timeout or a subprocess.
 CHECK_WORKERS ?= 4
 check: $(VENV)/.requirements-dev
 	bash .ci/system-packages.sh
-	$(call pytest_or_fail,-m "not rehearsal" -n $(CHECK_WORKERS) --dist loadgroup)
+	$(call pytest_or_fail,-m "not rehearsal" -n $(CHECK_WORKERS) --dist loadfile)
 
 ## Print the speed and size figures (nothing asserted). The suite's times come last: they
 ## run `make check` and the whole `make test` (25 minutes or more).

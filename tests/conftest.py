@@ -37,21 +37,3 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         report.longrepr = f"skipped under JAMJAM_NO_SKIP=1 (make test): {reason}"
 
-
-# `make check` spreads tests over workers (pytest-xdist, --dist loadgroup). A module-scoped
-# fixture (a dockerd with its images, PostgreSQL, an S3 server, a plan run) is made once per
-# worker that gets one of its tests: the tests that share one go to one worker, as a group,
-# and the biggest groups start first. Derived from the fixtures themselves, so a new shared
-# fixture needs no list kept by hand; tests with only function and session fixtures spread
-# one by one. (xdist's own marker; without -n it changes nothing.)
-SHARED_SCOPES = ("module", "class", "package")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        defs = getattr(item, "_fixtureinfo", None)
-        if defs is None:
-            continue
-        if any(d.scope in SHARED_SCOPES for ds in defs.name2fixturedefs.values() for d in ds):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
