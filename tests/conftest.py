@@ -36,4 +36,3 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under JAMJAM_NO_SKIP=1 (make test): {reason}"
-
