@@ -4,7 +4,6 @@ checks that stop a bad spec before anything is registered."""
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import shlex
@@ -196,15 +195,20 @@ def _run_post_deploy(tmp_path: Path, fail_on: str = "") -> tuple[subprocess.Comp
     log, env_copy = tmp_path / "docker.log", tmp_path / "env"
     log.touch()
     env_copy.touch()
-    before = set(glob.glob("/run/jamjam-post-deploy.*"))
     env_file = reveal(run.inputs["stdin"])
     result = subprocess.run(
         run.inputs["create"], shell=True, input=env_file, text=True, capture_output=True,
         timeout=30, env={**os.environ, "PATH": f"{FAKE_BIN}:{os.environ['PATH']}",
                          "FAKE_DOCKER_LOG": str(log), "FAKE_DOCKER_ENV": str(env_copy),
                          "FAKE_DOCKER_FAIL_ON": fail_on})
-    assert set(glob.glob("/run/jamjam-post-deploy.*")) == before, "the env file is removed"
-    return result, log.read_text().splitlines(), env_copy.read_text(), env_file
+    calls = log.read_text().splitlines()
+    # The files this run's docker calls were given, not a listing of /run: another test (or
+    # `make check`'s other workers) may hold one of its own there meanwhile.
+    used = {argv[i + 1] for argv in (line.split() for line in calls)
+            for i in range(len(argv) - 1) if argv[i] == "--env-file"}
+    assert used and all(path.startswith("/run/jamjam-post-deploy.") for path in used), calls
+    assert not any(Path(path).exists() for path in used), "the env file is removed"
+    return result, calls, env_copy.read_text(), env_file
 
 
 def test_post_deploy_command_runs_each_step_with_the_env_from_a_0600_file(tmp_path):

@@ -205,6 +205,7 @@ EFFECTS = {
 }
 
 
+@pytest.mark.rehearsal
 @needs_root
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_a_whole_example_rehearsal_passes_and_leaves_nothing(example):

@@ -20,7 +20,8 @@ import pytest
 from rehearsal.engine import leftovers
 from tools.render import ROOT, STACKS, stack_config
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, dockerd")
+pytestmark = [pytest.mark.rehearsal,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root: namespaces, mounts, dockerd")]
 
 
 def _tag(output: str) -> str:
