@@ -26,6 +26,8 @@ from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
+TUNNEL = "live"
+"""The tunnel component's name (its resources' URNs start with it)."""
 NETWORK = "rstream"
 
 SERVER = "rstream-server"
@@ -51,12 +53,14 @@ BACKUP = "rstream-db-backup"
 # "Use daily": 04:00, a week on the host, a month in R2.
 BACKUP_SETS = (BackupSet("daily", "0 4 * * *", keep_days=7, offsite_days=30),)
 DRILL = RestoreDrill("0 5 1 * *", min_tables=1, max_age_hours=25)
+OPERATIONS: dict = {}
+"""The library's host jobs as they are (its document sets no threshold of its own)."""
 SYNC_SCHEDULE = "20 * * * *"
 # Access logs 90 days, error logs 180, security logs 365 (their document), each a lifecycle
 # rule on its prefix. Only files changed within that time go up, or R2 would get back every
 # day what its rule has just expired.
 LOG_RETENTION = {"access": 90, "error": 180, "security": 365}
-CONTAINER_LOG_PREFIX = "logs/containers/"
+LOG_PREFIX = "logs/containers/"
 CONTAINER_LOG_DAYS = 180
 """stdout/stderr of every container: kept like the error logs."""
 # The stack config: the rows every site shares, then this project's own (README
@@ -152,7 +156,7 @@ def retention(specs: App) -> list[Retention]:
     """rstream-backups: dumps, synced folders and logs, each prefix with its retention."""
     return [*backup_retention(specs.db, BACKUP_SETS), *sync_retention(SYNCED),
             *(Retention(f"logs/{kind}/", days) for kind, days in LOG_RETENTION.items()),
-            Retention(CONTAINER_LOG_PREFIX, CONTAINER_LOG_DAYS)]
+            Retention(LOG_PREFIX, CONTAINER_LOG_DAYS)]
 
 
 def sync(config: Config, connection: command.remote.ConnectionArgs,

@@ -22,6 +22,8 @@ from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
+TUNNEL = "api"
+"""The tunnel component's name (its resources' URNs start with it)."""
 NETWORK = "shiojiri"
 
 API = "shiojiri-api"
@@ -53,6 +55,9 @@ LOG_DAYS = 30
 # level per metric and alerts over it, so the warning levels are the thresholds.
 MEMORY_ALERT_OVER = 79
 DISK_ALERT_OVER = 79
+OPERATIONS: dict = {"disk_alert_percent": DISK_ALERT_OVER,
+                    "memory_alert_percent": MEMORY_ALERT_OVER}
+"""The host jobs' settings from its document, for jamjam_infra.site.declare."""
 # The stack config: the rows every site shares, then this project's own (README
 # "Configuration reference", generated from these rows).
 TOP_LEVEL = (
@@ -67,13 +72,14 @@ TOP_LEVEL = (
 @dataclass(frozen=True)
 class Config(SiteConfig):
     project = "shiojiri-rainbow-seeker"
-    backup_bucket: str
+    bucket: str
+    """The off-site bucket: dumps and container logs (backupBucket)."""
     image_bucket: str
 
 
 def load() -> Config:
     values = read(TOP_LEVEL, SITE_CHECKS)
-    return Config(**site_fields(values), backup_bucket=values["backupBucket"],
+    return Config(**site_fields(values), bucket=values["backupBucket"],
                   image_bucket=values["imageBucket"])
 
 

@@ -21,6 +21,8 @@ from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
+TUNNEL = "web"
+"""The tunnel component's name (its resources' URNs start with it)."""
 NETWORK = "thinkring"
 
 FRONTEND = "thinkring-frontend"
@@ -56,6 +58,8 @@ BACKUP_SETS = (
 # the dump lost the schema. Weekly, so a restore that stopped working is found long before it
 # is needed.
 DRILL = RestoreDrill("0 5 * * 0", min_tables=10, max_age_hours=25, max_restore_minutes=60)
+OPERATIONS: dict = {}
+"""The library's host jobs as they are (its document sets no threshold of its own)."""
 # The stack config: the rows every site shares, then this project's own (README
 # "Configuration reference", generated from these rows).
 TOP_LEVEL = (

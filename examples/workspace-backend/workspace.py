@@ -18,6 +18,8 @@ from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
 HOST = "vps"
+TUNNEL = "api"
+"""The tunnel component's name (its resources' URNs start with it)."""
 NETWORK = "workspace"
 
 TRACKER = "work-tracker"
@@ -52,6 +54,9 @@ DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=25)
 # percent, so 79 and 89.
 DISK_ALERT_OVER = 79
 MEMORY_ALERT_OVER = 89
+OPERATIONS: dict = {"disk_alert_percent": DISK_ALERT_OVER,
+                    "memory_alert_percent": MEMORY_ALERT_OVER}
+"""The host jobs' settings from its document, for jamjam_infra.site.declare."""
 # The stack config: the rows every site shares, then this project's own (README
 # "Configuration reference", generated from these rows).
 TOP_LEVEL = (
