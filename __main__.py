@@ -28,7 +28,7 @@ with token:
     token.resolve(tunnel.token)
 
 vps = Host(jamjam.HOST, HostArgs(
-    ssh=jamjam.ssh(config),
+    ssh=config.ssh,
     stack=config.stack,
     network=jamjam.NETWORK,
     labels=jamjam.LABELS,

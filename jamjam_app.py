@@ -10,7 +10,7 @@ from __future__ import annotations
 import pulumi
 
 from jamjam_infra.container import ContainerSpec, Healthcheck, Labels, Port
-from jamjam_infra.host import MovedFrom, SshArgs
+from jamjam_infra.host import MovedFrom
 from jamjam_infra.log_archive import RCLONE_CONFIG
 from jamjam_infra.operations import OperationsArgs
 from jamjam_infra.schema import settle
@@ -45,12 +45,6 @@ def echo_address(config: Settings) -> str:
 
 def signaling_url(config: Settings) -> str:
     return f"wss://{config.signaling_hostname}"
-
-
-def ssh(config: Settings) -> SshArgs:
-    s = config.ssh
-    return SshArgs(host=s.host, port=s.port, user=s.user, initial_user=s.initial_user,
-                   private_key=s.private_key, host_key=s.host_key)
 
 
 def _signaling(config: Settings) -> ContainerSpec:

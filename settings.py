@@ -20,10 +20,12 @@ from typing import Any
 
 import pulumi
 
+from jamjam_infra.host import SshArgs
 from jamjam_infra.schema import (
     PERCENT, PORT, REQUIRED, ConfigError, Images, Reader, Row, Section, Setting, Shell, Values,
     boolean, bucket, build, containers_section, dns_name, hostname_inside_zone, images_section,
-    one_of, operator_rows, pulumi_yaml_config, read, schedule, section_defaults, whole, zone)
+    one_of, operator_rows, pulumi_yaml_config, read, schedule, section_defaults, ssh_args,
+    whole, zone)
 
 __all__ = ["NAMESPACE", "TOP_LEVEL", "OPERATOR_KEYS", "SECRET_KEYS",
            "REQUIRED", "Setting", "Section", "Shell", "SettingsError", "Settings", "load",
@@ -38,18 +40,6 @@ SettingsError = ConfigError
 
 
 # --- the dataclasses every other module receives -------------------------------------------
-
-@dataclass(frozen=True)
-class SshSettings:
-    host: str
-    port: int
-    user: str
-    """Day-to-day user Pulumi connects as after the first contact (key only, passwordless sudo)."""
-    initial_user: str
-    """User that exists on a fresh VPS (often root); used once to create ``user``."""
-    private_key: pulumi.Output[str]
-    host_key: str
-
 
 @dataclass(frozen=True)
 class LogArchiveSettings:
@@ -85,7 +75,7 @@ class Settings:
     echo_delay_ms: int
     images: Images
     """Pinned images by name; each container spec takes its own (see jamjam_infra.schema)."""
-    ssh: SshSettings
+    ssh: SshArgs
     log_archive: LogArchiveSettings | None
     """None when the stack keeps no archive (the test stack)."""
     operations: OperationsSettings
@@ -184,7 +174,7 @@ def load(config: pulumi.Config | None = None, stack: str | None = None) -> Setti
                                                        example="signaling-jamjam.{zone}"),
                                   _ports_apart),
                config=config or pulumi.Config(NAMESPACE), stack=stack)
-    ssh_raw, archive, ports = raw["ssh"], raw["logArchive"], raw["ports"]
+    archive, ports = raw["logArchive"], raw["ports"]
     return Settings(
         stack=stack or pulumi.get_stack(),
         zone=raw["zone"],
@@ -197,14 +187,7 @@ def load(config: pulumi.Config | None = None, stack: str | None = None) -> Setti
         log_level=raw["logLevel"],
         echo_delay_ms=raw["echoDelayMs"],
         images=raw["images"],
-        ssh=SshSettings(
-            host=raw["vpsAddress"],
-            port=ssh_raw["port"],
-            user=ssh_raw["user"],
-            initial_user=ssh_raw["initialUser"],
-            private_key=raw["sshPrivateKey"],
-            host_key=ssh_raw["hostKey"],
-        ),
+        ssh=ssh_args(raw),
         log_archive=build(LogArchiveSettings, archive) if archive["enabled"] else None,
         operations=build(OperationsSettings, raw["operations"]),
         alert_webhook_url=raw["alertWebhookUrl"],

@@ -6,18 +6,11 @@ site rows plus its own, then reads them all at once; every bad or missing key is
 key, what is wrong, a command that fixes it), all raised together as one ``ConfigError`` before
 any resource is registered. Components never read config.
 
-    TOP_LEVEL = (*site_rows({"api": "ghcr.io/acme/api:1.0.0", "cloudflared": "..."},
-                            hostname_example="api.example.com"),
-                 Setting("bucket", bucket, "api-backups", "R2 bucket of the dumps."))
+    TOP_LEVEL = (*site_rows("api.example.com"), <the project's own Setting rows>)
+    config = Config(**site_fields(read(TOP_LEVEL, SITE_CHECKS)), <its own fields>)
 
-    @dataclass(frozen=True)
-    class Config(SiteConfig):
-        project = "api"
-        bucket: str
-
-    def load() -> Config:
-        values = read(TOP_LEVEL, SITE_CHECKS)
-        return Config(**site_fields(values), bucket=values["bucket"])
+where ``Config`` subclasses :class:`SiteConfig` with the project's own fields (see any
+example's module), and ``config.containers(specs)`` settles the container specs.
 """
 
 from __future__ import annotations

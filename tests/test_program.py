@@ -373,7 +373,7 @@ def test_each_shared_name_is_spelled_in_one_program_module():
     modules = [ROOT / "__main__.py", ROOT / "jamjam_app.py",
                *sorted((ROOT / "components").glob("*.py"))]
     for name in ('"signaling-server"', '"jamjam-echo"', '"jamjam-signaling"',
-                 '"jamjam-cloudflared"', '"/etc/jamjam/rclone.conf"', 'namespace: str = "'):
+                 '"jamjam-cloudflared"', '"/etc/jamjam/rclone.conf"', 'LABEL_NAMESPACE = "'):
         owners = [m.name for m in modules if name in m.read_text()]
         assert len(owners) == 1, f"{name} spelled in {owners}"
 
