@@ -67,7 +67,7 @@ bench: $(VENV)/.requirements-dev
 	$(PY) bench/suite_speed.py
 
 ## Rehearse `pulumi up` of STACK on a throwaway VPS of the Debian release the stack names
-## (vpsDebianVersion) with a real Docker engine (needs root; README "Rehearsal").
+## (vpsDebianVersion) with a real Docker engine (needs root; docs/rehearsal.md).
 ## STACK=production by default: `make rehearse STACK=test`.
 ## PROJECT: jamjam (.) by default, or an example: `make rehearse PROJECT=examples/thinkring`.
 STACK ?= production

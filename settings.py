@@ -134,7 +134,7 @@ TOP_LEVEL: tuple[Row, ...] = (
         Setting("externalHealthCheck", boolean, False,
                 "Cloudflare health check of the signaling hostname (paid plans).",
                 default=False, type="boolean"),
-    ), "Scheduled operations on the host; see README \"Scheduled operations\"."),
+    ), "Scheduled operations on the host; see docs/operations.md."),
     containers_section(),
 )
 

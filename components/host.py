@@ -80,7 +80,7 @@ class Debian:
                     "so a replaced container is healthy again within seconds")
         return (f"{head}: no healthcheck start interval before Docker 25, so a replaced "
                 "container is healthy again only after one healthcheck interval (~30 s); "
-                "Debian 13 shortens that to seconds (README \"The host\")")
+                "Debian 13 shortens that to seconds (docs/host.md)")
 
 
 _PLACEHOLDERS = re.compile(r"^(DEBIAN_VERSION|DOCKER_API_MIN|DEBIAN_SETTING)=@[A-Z_]+@$", re.M)

@@ -2,7 +2,7 @@
 `pulumi up` of a stack on a throwaway Debian VPS (the release the stack's vpsDebianVersion names)
 with a real Docker engine, then its re-apply, an image change and its destroy; print a summary
 table and exit non-zero if any step failed. The project is jamjam (this repository) unless
---project names another, e.g. examples/thinkring. See README, "Rehearsal".
+--project names another, e.g. examples/thinkring. See docs/rehearsal.md.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ class Declared:
 
 def pids_commands(stack: RenderedStack) -> dict[str, int | None]:
     """{container name: N} from every rendered command whose ``create`` runs
-    ``docker update --pids-limit N <name>`` (README "Hardening": pulumi-docker v5's Container
+    ``docker update --pids-limit N <name>`` (docs/hardening.md: pulumi-docker v5's Container
     has no pids-limit input, so the library declares the limit on a command next to it).
     None where a command names the container without a literal N."""
     found: dict[str, int | None] = {}

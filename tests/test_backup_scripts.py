@@ -279,14 +279,14 @@ def test_without_r2_the_drill_uses_the_hosts_newest_dump(host, engine, db):
     assert_left_nothing_running(engine, db)
 
 
-# --- README "Restoring a database by hand" -----------------------------------------------
+# --- docs/backups.md "Restoring a database by hand" -----------------------------------------------
 
 RESTORE = ("PGPASSWORD=\"$POSTGRES_PASSWORD\" pg_restore --clean --if-exists --no-owner "
            "--single-transaction --exit-on-error -U \"$POSTGRES_USER\" -d \"$POSTGRES_DB\"")
 
 
 def test_the_readme_restore_recipe_brings_the_data_back(host, engine, db, store, tmp_path):
-    """The commands README gives, run as written: list R2, fetch a dump, pg_restore it into
+    """The commands docs/backups.md gives, run as written: list R2, fetch a dump, pg_restore it into
     the live container over what is there now."""
     assert backup(host, db).returncode == 0
     db.sql(engine, "DELETE FROM sessions; DELETE FROM users; DROP TABLE audit")

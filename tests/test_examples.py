@@ -140,7 +140,7 @@ def test_each_passes_the_policy_pack_with_its_config(stacks, name):
     mandatory = [v.message for v in violations if v.level == "mandatory"]
     assert mandatory == []
     # Read-only root and a non-root user stay advisory: these images' contents are not known
-    # here, so the library leaves both switches off for them (README "Hardening").
+    # here, so the library leaves both switches off for them (docs/hardening.md).
     assert {v.policy for v in violations} <= {"container-read-only-rootfs",
                                               "container-non-root-user"}
 

@@ -303,7 +303,7 @@ def test_the_checks_catch_the_seed_scripts_faults(archive, s3):
 
 
 def test_readme_restore_recipe_gives_back_the_log(archive, s3):
-    """README's "Reading and restoring": `rclone cat <container dir> | zcat` over several runs'
+    """docs/log-archive.md's "Reading and restoring": `rclone cat <container dir> | zcat` over several runs'
     objects (rotations included) holds every line once; sorting by `.time` restores the order."""
     echo = archive.container("jamjam-echo", max_size=1500)
     for _ in range(3):

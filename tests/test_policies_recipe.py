@@ -1,6 +1,6 @@
-"""README's recipe for adding a policy rule, walked for real.
+"""docs/policies.md's recipe for adding a policy rule, walked for real.
 
-The two files README shows (a rule module and its test file) are taken from README itself,
+The two files the recipe shows (a rule module and its test file) are taken from the doc itself,
 written into a copy of the repository together with a mandatory twin of the rule, and the
 policy tests run there in a fresh interpreter. The copy must pass all of them: the new rules'
 own cases, and every pack-wide expectation (baselines, breaking cases per rule, levels, the
@@ -27,8 +27,9 @@ STRICT = "container-volumes-named-strict"
 
 
 def _readme_files() -> dict[str, str]:
-    """README's "Add a rule" code blocks, keyed by the path on their first line."""
-    section = (ROOT / "README.md").read_text().split("## Policy pack", 1)[1].split("\n## ", 1)[0]
+    """docs/policies.md's "Add a rule" code blocks, keyed by the path on their first line."""
+    doc = (ROOT / "docs" / "policies.md").read_text()
+    section = doc.split("\n## Add a rule\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n# (\S+)\n(.*?)```", section, re.DOTALL)
     return {path: body for path, body in blocks}
 
@@ -42,7 +43,7 @@ def _strict(text: str) -> str:
 def copy(tmp_path_factory) -> Path:
     files = _readme_files()
     assert set(files) == {"policies/jamjam_policies/volume_names.py",
-                          "tests/test_policies_volume_names.py"}, "README's recipe shows both files"
+                          "tests/test_policies_volume_names.py"}, "the recipe shows both files"
     target = tmp_path_factory.mktemp("recipe") / "repo"
     shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
         ".venv", ".git", "__pycache__", ".pytest_cache", "venv", "node_modules"))

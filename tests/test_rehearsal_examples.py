@@ -189,7 +189,7 @@ COMMON_STEPS = ("apply plan", "containers healthy", "stand-ins behave",
                 "cron files parse", "jobs: set up", "job effect: unhealthy container restarted",
                 "job effect: alerts reached the webhook", "job effect: logs in S3 byte for byte",
                 "re-apply unchanged", "replace image pin", "destroy", "clean up")
-# What each example's jobs must have left, beyond the common ones (README "Rehearsal").
+# What each example's jobs must have left, beyond the common ones (docs/rehearsal.md).
 EFFECTS = {
     "r-stream": ["job effect: rstream-db-backup daily dump in S3",
                  "job effect: rstream-db-backup restore drill passed",

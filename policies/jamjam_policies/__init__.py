@@ -3,7 +3,7 @@
 Every module of this package whose name does not start with ``_`` (``config`` excepted) is a
 rule module: it defines ``POLICIES``, a list of pulumi-policy policies, each with its own
 enforcement level. :data:`ALL_POLICIES` is every rule module's ``POLICIES``, modules in name
-order; adding a file here is all it takes to add rules (README, "Policy pack", "Add a rule").
+order; adding a file here is all it takes to add rules (docs/policies.md, "Add a rule").
 
 ``ALL_POLICIES`` is what policies/__main__.py hands to ``PolicyPack``; tests and the offline
 runner (tools/policy_check.py) call the same objects. Config: each configurable rule carries a

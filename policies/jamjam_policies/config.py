@@ -223,8 +223,7 @@ def validate_pack_config(config: Any, policies: Iterable[Any]) -> None:
     for key, entry in config.items():
         if key != "all" and key not in by_name:
             raise PolicyConfigError(f"policy config key {key!r} names no policy of this pack"
-                                    f"{_closest(key, by_name)} (README, \"Policy pack\", "
-                                    "lists them)")
+                                    f"{_closest(key, by_name)} (docs/policies.md lists them)")
         if not isinstance(entry, (str, Mapping)):
             raise PolicyConfigError(f"policy config {key} must be a level (\"advisory\") or an "
                                     f"object of settings, got {entry!r}")
