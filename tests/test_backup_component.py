@@ -21,8 +21,8 @@ from jamjam_infra.dir_sync import DirSync, DirSyncArgs, SyncedDir, sync_retentio
 from jamjam_infra.host import Host, HostArgs, SshArgs
 from jamjam_infra.r2_store import R2Store, R2StoreArgs, Retention
 from tests.cron_helpers import cron_entry_fields, cron_env
-from tools import _pulumi_compat as compat
 from tools.render import OfflineMocks, RecordingMonitor, RenderedStack, is_secret, reveal
+from tests.program_helpers import run_program
 from tests.ssh_helpers import fake_host_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +32,7 @@ DAY = 86_400.0
 
 
 def render_program(program: Callable[[], None], stack: str = "production") -> RenderedStack:
-    mocks = OfflineMocks(stack)
-    monitor = RecordingMonitor(mocks)
-    compat.reset_root_resource()
-    pulumi.runtime.set_all_config({}, [])
-    pulumi.runtime.set_mocks(mocks, project="backups", stack=stack, preview=False,
-                             monitor=monitor)
-    pulumi.runtime.test(program)()
+    monitor = run_program(program, project="backups", stack=stack)
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 
@@ -286,12 +280,8 @@ def test_the_log_archive_keeps_its_bucket_and_token_state_across_the_move_to_r2s
                                           host_ready=host.ready))
 
     mocks = OfflineMocks("production")
-    monitor = Monitor(mocks)
-    compat.reset_root_resource()
-    pulumi.runtime.set_all_config({}, [])
-    pulumi.runtime.set_mocks(mocks, project="jamjam", stack="production", preview=False,
-                             monitor=monitor)
-    pulumi.runtime.test(program)()
+    monitor = run_program(program, project="jamjam", stack="production", mocks=mocks,
+                          monitor=Monitor(mocks))
     archive = next(r.urn for r in monitor.registrations if r.type == "jamjam:index:LogArchive")
     for name in ("logs-bucket", "logs-public-url", "logs-token", "logs-rclone-config"):
         assert aliases[name] == [archive], name

@@ -23,9 +23,9 @@ from jamjam_infra.project_settings import SiteConfig
 from jamjam_infra.schema import ConfigError
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
-from tools import _pulumi_compat as compat
 from tools.render import (OfflineMocks, RecordingMonitor, RenderedStack, is_secret, render,
                           reveal)
+from tests.program_helpers import run_program
 from tests.ssh_helpers import fake_host_key
 
 CONTAINER = "docker:index/container:Container"
@@ -64,14 +64,10 @@ def render_program(program: Callable[[], None], stack: str = "test") -> Rendered
     """Run ``program`` as a Pulumi program under the same mocks tools.render uses, through
     the SDK's documented test entry point (``pulumi.runtime.test``)."""
     mocks = _LibraryMocks(stack)
-    monitor = _Monitor(mocks)
     RETAINED.clear()
     ALIASES.clear()
-    compat.reset_root_resource()
-    pulumi.runtime.set_all_config({}, [])
-    pulumi.runtime.set_mocks(mocks, project="library", stack=stack, preview=False,
-                             monitor=monitor)
-    pulumi.runtime.test(program)()
+    monitor = run_program(program, project="library", stack=stack, mocks=mocks,
+                          monitor=_Monitor(mocks))
     return RenderedStack(stack=stack, resources=tuple(monitor.registrations), outputs={})
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pulumi
 import pytest
 
 from tests.policy_fixtures import (
@@ -225,8 +224,6 @@ def test_a_post_deploy_run_is_known_at_preview_and_passes_the_port_rules():
     from jamjam_infra.container import PostDeploy
     from jamjam_infra.host import Host, HostArgs
     from jamjam_infra.secrets import generated_secret
-    from tools.render import OfflineMocks, RecordingMonitor
-
     def program() -> None:
         password = generated_secret("db-password")
         app = lib.app_spec(secret_env={"DATABASE_URL": password.apply(lambda p: f"postgres://{p}@db/app")},
@@ -234,13 +231,8 @@ def test_a_post_deploy_run_is_known_at_preview_and_passes_the_port_rules():
         Host("vps", HostArgs(ssh=lib.ssh_args(), stack="production", network="web",
                              containers=[app]))
 
-    mocks = OfflineMocks("production", preview=True)
-    monitor = RecordingMonitor(mocks)
-    compat.reset_root_resource()
-    pulumi.runtime.set_all_config({}, [])
-    pulumi.runtime.set_mocks(mocks, project="library", stack="production", preview=True,
-                             monitor=monitor)
-    pulumi.runtime.test(program)()
+    from tests.program_helpers import run_program
+    monitor = run_program(program, project="library", stack="production", preview=True)
     resources = monitor.registrations
     run = next(r for r in resources if r.name == "web-app-post-deploy")
     assert isinstance(run.inputs["create"], str) and compat.UNKNOWN not in run.inputs["create"]
