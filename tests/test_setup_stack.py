@@ -249,12 +249,16 @@ def test_with_a_cli_it_runs_every_command_and_no_secret_reaches_argv(tmp_path):
     assert "commit Pulumi.production.yaml" in result.stdout
 
 
+def _backend_with(stacks: str, **more: str) -> dict[str, str]:
+    """The fake CLI's environment: logged in to an S3 backend that holds ``stacks``."""
+    return {"FAKE_PULUMI_LOGGED_IN": "1", "FAKE_PULUMI_URL": "s3://jamjam-state",
+            "FAKE_PULUMI_STACKS": stacks, **more}
+
+
 def test_check_with_a_cli_only_reads(tmp_path):
     project = _project(tmp_path)
     result = _run(["production", "--check", "--project-dir", str(project)], fake=True,
-                  tmp_path=tmp_path, env={"FAKE_PULUMI_LOGGED_IN": "1",
-                                          "FAKE_PULUMI_URL": "s3://jamjam-state",
-                                          "FAKE_PULUMI_STACKS": "test"})
+                  tmp_path=tmp_path, env=_backend_with("test"))
     assert result.returncode == 1
     assert "production lacks: stack production does not exist in the backend" in result.stdout
     assert [c["argv"][:2] for c in _calls(tmp_path)] == [["whoami", "--json"], ["stack", "ls"]]
@@ -266,10 +270,8 @@ def test_a_failing_command_stops_the_run(tmp_path):
         del document["config"][f"{NS}:{key}"]
     project = _project(tmp_path, document=document)
     result = _run(["production", "--project-dir", str(project)], fake=True, tmp_path=tmp_path,
-                  stdin="198.51.100.7\n", env={"FAKE_PULUMI_LOGGED_IN": "1",
-                                               "FAKE_PULUMI_URL": "s3://jamjam-state",
-                                               "FAKE_PULUMI_STACKS": "production",
-                                               "FAKE_PULUMI_FAIL": "config set"})
+                  stdin="198.51.100.7\n",
+                  env=_backend_with("production", FAKE_PULUMI_FAIL="config set"))
     assert result.returncode == 1
     assert "nothing after it was run" in result.stderr
     sets = [c for c in _calls(tmp_path) if c["argv"][:2] == ["config", "set"]]
@@ -279,9 +281,7 @@ def test_a_failing_command_stops_the_run(tmp_path):
 def test_a_stack_that_exists_without_its_salt_is_not_reinitialised(tmp_path):
     project = _project(tmp_path)
     result = _run(["production", "--check", "--project-dir", str(project)], fake=True,
-                  tmp_path=tmp_path, env={"FAKE_PULUMI_LOGGED_IN": "1",
-                                          "FAKE_PULUMI_URL": "s3://jamjam-state",
-                                          "FAKE_PULUMI_STACKS": "production"})
+                  tmp_path=tmp_path, env=_backend_with("production"))
     assert "has no encryptionsalt although the stack exists" in result.stdout
     assert "pulumi stack change-secrets-provider --stack production passphrase" in result.stdout
     assert "stack init" not in result.stdout
