@@ -18,7 +18,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import pulumi
 
-from jamjam_infra.backup import Backup, BackupArgs, BackupSet, RestoreDrill
+from jamjam_infra.backup import Backup, BackupArgs, BackupSet, RestoreDrill, backup_retention
 from jamjam_infra.container import ContainerSpec
 from jamjam_infra.host import Host
 from jamjam_infra.log_archive import LogUpload, LogUploadArgs
@@ -43,13 +43,13 @@ class SiteModule(Protocol):
     DRILL: RestoreDrill | None
     OPERATIONS: Mapping[str, Any]
     """Keywords for :meth:`SiteConfig.operations` (alert thresholds of its document)."""
+    LOG_DAYS: int
+    """How long the off-site bucket keeps the container logs (unless ``retention`` says)."""
 
     def containers(self, config: Any, app: Any,
                    tunnel_token: pulumi.Output[str]) -> list[ContainerSpec]: ...
 
     def routes(self, config: Any, app: Any) -> list[Route]: ...
-
-    def retention(self, app: Any) -> list[Retention]: ...
 
     def operator_checks(self, config: Any) -> list[str]: ...
 
@@ -63,6 +63,16 @@ class Site:
     backup: Backup
     jobs: list[str] = field(default_factory=list)
     """Every backup job's name (exported as ``backupJobs``)."""
+
+
+def retention(module: SiteModule, app: Any) -> list[Retention]:
+    """The off-site bucket's lifecycle by prefix: the module's own ``retention(app)`` where it
+    keeps more there, else its dumps (per backup set) and the container logs (``LOG_DAYS``)."""
+    own = getattr(module, "retention", None)
+    if own is not None:
+        return own(app)
+    return [*backup_retention(app.db, module.BACKUP_SETS),
+            Retention(module.LOG_PREFIX, module.LOG_DAYS)]
 
 
 def declare(config: SiteConfig, module: SiteModule, app: Any) -> Site:
@@ -79,7 +89,7 @@ def declare(config: SiteConfig, module: SiteModule, app: Any) -> Site:
     vps = Host(module.HOST, config.host(module.NETWORK, containers))
     ops = Operations("ops", config.operations(vps.connection, vps.ready, **module.OPERATIONS))
     offsite = R2Store("offsite", config.store(config.bucket, "offsite", vps.connection,
-                                              vps.ready, retention=module.retention(app)))
+                                              vps.ready, retention=retention(module, app)))
     LogUpload("logs", LogUploadArgs(stack=config.stack, store=offsite, connection=vps.connection,
                                     prefix=module.LOG_PREFIX))
     backup = Backup("db-backup", BackupArgs(

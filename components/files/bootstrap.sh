@@ -198,8 +198,8 @@ step_packages() {
   systemctl enable --now docker.service cron.service
 }
 
-# The daemon configuration this program owns (CIS Docker Benchmark v1.6 section 2; docs/hardening.md
-# has the table). JSON has no comments, so the reasons are here:
+# The daemon configuration this program owns (CIS Docker Benchmark v1.6 section 2; the README's
+# "Hardening" section has the table). JSON has no comments, so the reasons are here:
 #   live-restore       containers keep running while dockerd restarts (an unattended upgrade of
 #                      docker.io, this step). Only a daemon that *stops* with live-restore on
 #                      leaves them up: the restart that first turns it on still restarts them.

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, backup_retention, postgres
+from jamjam_infra.backup import BACKUP_DIR, BackupSet, RestoreDrill, postgres
 from jamjam_infra.container import ContainerSpec, Healthcheck, LogRotation, PostDeploy, Volume
 from jamjam_infra.project_settings import SITE_CHECKS, SiteConfig, site_fields, site_rows
 from jamjam_infra.schema import Setting, bucket, read
-from jamjam_infra.r2_store import Retention
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 
@@ -184,10 +183,6 @@ def routes(config: Config, specs: App) -> list[Route]:
         Route(name="web", hostname=config.hostname, origin=specs.frontend.origin(FRONTEND_PORT)),
     ]
 
-
-def retention(specs: App) -> list[Retention]:
-    """One off-site bucket, by prefix: the dumps and the container logs."""
-    return [*backup_retention(specs.db, BACKUP_SETS), Retention(LOG_PREFIX, LOG_DAYS)]
 
 
 def operator_checks(config: Config) -> list[str]:
