@@ -28,6 +28,17 @@ _PORT_LIST = {"type": "array", "uniqueItems": True,
               "items": {"type": "string", "pattern": PORT_PROTO.pattern}}
 
 
+def setting(kind: str, default: Any, description: str, **schema: Any) -> dict[str, Any]:
+    """One pack setting's JSON Schema: its type, default and description, and whatever else
+    constrains it (items, pattern, ...)."""
+    return {"type": kind, "default": default, "description": description, **schema}
+
+
+def texts(default: list[str], description: str, **item: Any) -> dict[str, Any]:
+    """A setting that is a list of strings (``item``: what each must be)."""
+    return setting("array", default, description, items={"type": "string", **item})
+
+
 class PolicyConfigError(ValueError):
     """A --policy-pack-config mistake: one line naming the key, the problem and the fix."""
 
@@ -59,72 +70,50 @@ PUBLIC_PORTS: dict[str, Any] = {
     **STACK,
 }
 DATABASE_PORTS: dict[str, Any] = {
-    "databasePorts": {
-        "type": "array", "uniqueItems": True,
-        "items": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "default": list(rules.DATABASE_PORTS),
-        "description": "Ports of databases and caches (PostgreSQL, MySQL/MariaDB, Redis, "
-                       "MongoDB), never published or opened, on either side of a mapping.",
-    },
+    "databasePorts": setting(
+        "array", list(rules.DATABASE_PORTS),
+        "Ports of databases and caches (PostgreSQL, MySQL/MariaDB, Redis, MongoDB), never "
+        "published or opened, on either side of a mapping.",
+        uniqueItems=True, items={"type": "integer", "minimum": 1, "maximum": 65535}),
 }
 SECRET_ENV: dict[str, Any] = {
-    "secretNameMarkers": {
-        "type": "array", "items": {"type": "string", "minLength": 1},
-        "default": list(rules.SECRET_NAME_MARKERS),
-        "description": "An env var holds a secret when a part of its name (split on _ - .) "
-                       "contains one of these; a marker of "
-                       f"{rules.WHOLE_PART_MAX} letters or fewer (KEY, PASS) must be a whole "
-                       "part (API_KEY, DB_PASS; not KEYCLOAK_URL, MONKEY_COUNT). Names ending "
-                       f"in {' or '.join(sorted(rules.NOT_THE_SECRET))} (a path to the secret) "
-                       "are exempt.",
-    },
-    "plaintextNames": {
-        "type": "array", "items": {"type": "string"}, "default": [],
-        "description": "Env var names exempt although their name says secret (e.g. a public "
-                       "key id), each a deliberate decision.",
-    },
+    "secretNameMarkers": texts(
+        list(rules.SECRET_NAME_MARKERS),
+        "An env var holds a secret when a part of its name (split on _ - .) contains one of "
+        f"these; a marker of {rules.WHOLE_PART_MAX} letters or fewer (KEY, PASS) must be a "
+        "whole part (API_KEY, DB_PASS; not KEYCLOAK_URL, MONKEY_COUNT). Names ending in "
+        f"{' or '.join(sorted(rules.NOT_THE_SECRET))} (a path to the secret) are exempt.",
+        minLength=1),
+    "plaintextNames": texts(
+        [], "Env var names exempt although their name says secret (e.g. a public key id), "
+        "each a deliberate decision."),
 }
 BACKUPS: dict[str, Any] = {
-    "databaseImages": {
-        "type": "array", "items": {"type": "string", "minLength": 1},
-        "default": list(rules.DATABASE_IMAGES),
-        "description": "Image names (the last path part, before tag or digest, starting with "
-                       "one of these) that run a database.",
-    },
-    "dataDirectories": {
-        "type": "array", "items": {"type": "string", "pattern": "^/"},
-        "default": ["/var/lib/postgresql", "/var/lib/mysql", "/data/db",
-                    "/bitnami/postgresql", "/bitnami/mysql", "/bitnami/mariadb",
-                    "/bitnami/mongodb"],
-        "description": "Where database images keep their data: a volume mounted here marks a "
-                       "database container even when its image is only an id.",
-    },
-    "backupLabel": {
-        "type": "string", "default": rules.backup_label(),
-        "description": "The docker label on a database container naming its backup job.",
-    },
+    "databaseImages": texts(
+        list(rules.DATABASE_IMAGES),
+        "Image names (the last path part, before tag or digest, starting with one of these) "
+        "that run a database.", minLength=1),
+    "dataDirectories": texts(
+        ["/var/lib/postgresql", "/var/lib/mysql", "/data/db", "/bitnami/postgresql",
+         "/bitnami/mysql", "/bitnami/mariadb", "/bitnami/mongodb"],
+        "Where database images keep their data: a volume mounted here marks a database "
+        "container even when its image is only an id.", pattern="^/"),
+    "backupLabel": setting("string", rules.backup_label(),
+                           "The docker label on a database container naming its backup job."),
 }
 LOG_BUCKET: dict[str, Any] = {
-    "logBucket": {
-        "type": "string", "default": "jamjam-logs",
-        "description": "The R2 bucket the container logs are archived in.",
-    },
+    "logBucket": setting("string", "jamjam-logs",
+                         "The R2 bucket the container logs are archived in."),
 }
 LOG_ARCHIVE: dict[str, Any] = {
     **LOG_BUCKET,
-    "logUploadMarker": {
-        "type": "string", "default": "upload-logs-to-r2",
-        "description": "Text in the `create` of the remote Command that installs the upload cron job.",
-    },
-    "productionStacks": {
-        "type": "array", "items": {"type": "string"}, "default": ["production"],
-        "description": "Stacks that must archive their logs.",
-    },
-    "archiveProjects": {
-        "type": "array", "items": {"type": "string"}, "default": ["jamjam"],
-        "description": "Projects that keep a log archive (jamjam's SPEC.md requires one); other "
-                       "projects' stacks are not checked for it.",
-    },
+    "logUploadMarker": setting(
+        "string", "upload-logs-to-r2",
+        "Text in the `create` of the remote Command that installs the upload cron job."),
+    "productionStacks": texts(["production"], "Stacks that must archive their logs."),
+    "archiveProjects": texts(
+        ["jamjam"], "Projects that keep a log archive (jamjam's SPEC.md requires one); other "
+        "projects' stacks are not checked for it."),
     **STACK,
 }
 
