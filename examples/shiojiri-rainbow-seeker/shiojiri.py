@@ -53,10 +53,7 @@ LOG_PREFIX = "logs/"
 LOG_DAYS = 30
 # Memory warning 80 %, database disk warning 80 % (their document): the resource job has one
 # level per metric and alerts over it, so the warning levels are the thresholds.
-MEMORY_ALERT_OVER = 79
-DISK_ALERT_OVER = 79
-OPERATIONS: dict = {"disk_alert_percent": DISK_ALERT_OVER,
-                    "memory_alert_percent": MEMORY_ALERT_OVER}
+OPERATIONS: dict = {"disk_alert_percent": 79, "memory_alert_percent": 79}
 """The host jobs' settings from its document, for jamjam_infra.site.declare."""
 # The stack config: the rows every site shares, then this project's own (README
 # "Configuration reference", generated from these rows).

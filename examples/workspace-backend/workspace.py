@@ -51,10 +51,7 @@ BACKUP_SETS = (
 DRILL = RestoreDrill("30 4 1 * *", min_tables=1, max_age_hours=25)
 # "At or above 80 % / 90 %": the resource job alerts when use is over the threshold, in whole
 # percent, so 79 and 89.
-DISK_ALERT_OVER = 79
-MEMORY_ALERT_OVER = 89
-OPERATIONS: dict = {"disk_alert_percent": DISK_ALERT_OVER,
-                    "memory_alert_percent": MEMORY_ALERT_OVER}
+OPERATIONS: dict = {"disk_alert_percent": 79, "memory_alert_percent": 89}
 """The host jobs' settings from its document, for jamjam_infra.site.declare."""
 # The stack config: the rows every site shares, then this project's own (README
 # "Configuration reference", generated from these rows).
