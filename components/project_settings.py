@@ -97,15 +97,14 @@ class SiteConfig:
     values: Values = field(kw_only=True, repr=False, compare=False)
     """Everything read, for :meth:`containers`."""
 
-    project: ClassVar[str]
-    """The subclass's short name: tunnels and R2 tokens are named ``<project>-<stack>...``."""
+    project: ClassVar[str | None] = None
+    """What tunnel and R2 token names start with (``<project>-<stack>...``): the project's name
+    in Pulumi.yaml unless the subclass keeps an older one its running stacks were created with
+    (a tunnel's name is what Cloudflare knows it by)."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        # Checked when the project's module is imported, before any key is read.
-        if not isinstance(getattr(cls, "project", None), str):
-            raise TypeError(f"{cls.__name__} needs a project name: project = \"<name>\" in its "
-                            "class body (tunnel and R2 token names start with it)")
+    @property
+    def owner(self) -> str:
+        return self.project or pulumi.get_project()
 
     @property
     def url(self) -> str:
@@ -113,7 +112,7 @@ class SiteConfig:
 
     @property
     def tunnel_name(self) -> str:
-        return f"{self.project}-{self.stack}"
+        return f"{self.owner}-{self.stack}"
 
     def operator_checks(self, probes: Sequence[str], on_host: Sequence[str]) -> list[str]:
         """Commands the operator runs after an apply: ``probes`` from anywhere, then the

@@ -8,7 +8,6 @@ import hashlib
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,6 @@ from jamjam_infra.container import (ContainerSpec, Hardening, Healthcheck, Port,
                                     Volume, docker_run_flags)
 from jamjam_infra.host import (DEBIAN_RELEASES, Debian, Host, HostArgs, MovedFrom, SshArgs,
                                bootstrap_script)
-from jamjam_infra.project_settings import SiteConfig
 from jamjam_infra.schema import ConfigError
 from jamjam_infra.secrets import generated_secret
 from jamjam_infra.tunnel import ExternalCheck, Route, Tunnel, TunnelArgs
@@ -393,11 +391,16 @@ def test_the_library_never_reads_a_projects_config():
             assert "pulumi.Config(" not in source, module.name
 
 
-def test_a_site_config_without_a_project_name_is_refused_at_import():
-    with pytest.raises(TypeError, match=r'Unnamed needs a project name: project = "<name>"'):
-        @dataclass(frozen=True)
-        class Unnamed(SiteConfig):
-            bucket: str
+def test_tunnel_and_token_names_start_with_the_project_name_unless_a_site_keeps_its_own():
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    for project, owner in (("thinkring", "thinkring"), ("r-stream", "rstream")):
+        stack = render("production", project_dir=examples / project)
+        kind = "cloudflare:index/zeroTrustTunnelCloudflared:ZeroTrustTunnelCloudflared"
+        (tunnel,) = stack.of_type(kind)
+        assert reveal(tunnel.inputs)["name"] == f"{owner}-production", project
+        tokens = [reveal(r.inputs)["name"] for r in stack.resources
+                  if r.type == "cloudflare:index/apiToken:ApiToken"]
+        assert tokens and all(t.startswith(f"{owner}-production-") for t in tokens), tokens
 
 
 # --- the host's Debian release and healthcheck start intervals -----------------------------

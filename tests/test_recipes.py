@@ -90,3 +90,29 @@ def test_a_pin_no_container_uses_and_an_unknown_role_are_refused(tmp_path):
     assert lines[1].startswith("Pulumi.test.yaml: jamjam:containers.sidecar: is not a known "
                                "role")
     assert "pulumi config rm --stack test --path 'jamjam:images.sidecar'" in lines[0]
+
+
+def test_a_copied_example_renamed_carries_none_of_its_names(tmp_path):
+    """README "Start a new project" on thinkRing, whose names all derive from its project
+    name: a copy renamed in Pulumi.yaml and in what its operator sets (the stack file and the
+    pack's config: hostname, bucket, image repositories) declares nothing named thinkring."""
+    import shutil
+    copy = tmp_path / "examples" / "acme-web"
+    shutil.copytree(ROOT / "examples" / "thinkring", copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("Pulumi.yaml", "Pulumi.production.yaml", "policy-config.json"):
+        path = copy / name
+        path.write_text(path.read_text().replace("thinkring", "acme-web"))
+    # Pulumi.yaml's runtime virtualenv is relative to the example's place in this tree.
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    plan = _run("tools.plan", copy, "--json")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    document = json.loads(plan.stdout)
+    assert document["project"] == "acme-web"
+    containers = {r["inputs"]["name"] for r in document["resources"]
+                  if r["type"] == "docker:index/container:Container"}
+    assert containers == {"acme-web-frontend", "acme-web-backend", "acme-web-db",
+                          "acme-web-cloudflared"}
+    assert "thinkring" not in json.dumps(document).lower()
+    check = _run("tools.policy_check", copy)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]

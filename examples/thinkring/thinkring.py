@@ -22,12 +22,15 @@ from jamjam_infra.tunnel import ExternalCheck, Route, cloudflared
 HOST = "vps"
 TUNNEL = "web"
 """The tunnel component's name (its resources' URNs start with it)."""
-NETWORK = "thinkring"
+PROJECT = pulumi.get_project()
+"""The name in Pulumi.yaml, which every name this project owns starts with (containers, the
+network, volumes, jobs, the tunnel): a copy renamed there carries none of thinkRing's."""
+NETWORK = PROJECT
 
-FRONTEND = "thinkring-frontend"
-BACKEND = "thinkring-backend"
-DB = "thinkring-db"
-CLOUDFLARED = "thinkring-cloudflared"
+FRONTEND = f"{PROJECT}-frontend"
+BACKEND = f"{PROJECT}-backend"
+DB = f"{PROJECT}-db"
+CLOUDFLARED = f"{PROJECT}-cloudflared"
 DB_ALIAS = "db"
 """The backend's DB_HOST."""
 BACKEND_ALIAS = "backend"
@@ -35,14 +38,14 @@ FRONTEND_ALIAS = "frontend"
 FRONTEND_PORT = 3000
 BACKEND_PORT = 8000
 DB_PORT = 5432
-DB_NAME = "thinkring"
-DB_USER = "thinkring"
+DB_NAME = DB_USER = PROJECT.replace("-", "_")
+"""PostgreSQL names: SQL identifiers without quoting, so no hyphen."""
 HEALTH_PATH = "/api/v1/health/"
 API_PATH = r"^/api/"
 STATIC_ROOT = "/app/staticfiles"
 """Django's STATIC_ROOT in the backend image (assumed): collectstatic writes here."""
 
-BACKUP = "thinkring-db-backup"
+BACKUP = f"{DB}-backup"
 LOGS = LogRotation(max_size="10m", max_file=3)
 LOG_PREFIX = "logs/"
 LOG_DAYS = 30
@@ -70,7 +73,6 @@ TOP_LEVEL = (
 
 @dataclass(frozen=True)
 class Config(SiteConfig):
-    project = "thinkring"
     bucket: str
 
 
@@ -95,7 +97,7 @@ def generate_secrets() -> Secrets:
 
 def _db(config: Config, secrets: Secrets) -> ContainerSpec:
     return postgres(DB, config.images["db"], HOST, database=DB_NAME, user=DB_USER,
-                    password=secrets.db_password, volume="thinkring-db-data", alias=DB_ALIAS,
+                    password=secrets.db_password, volume=f"{DB}-data", alias=DB_ALIAS,
                     logs=LOGS, backup_job=BACKUP)
 
 
@@ -121,7 +123,7 @@ def _backend(config: Config, secrets: Secrets) -> ContainerSpec:
             "JWT_SECRET_KEY": secrets.jwt_secret_key,
             "DB_PASSWORD": secrets.db_password,
         },
-        volumes=(Volume("thinkring-static", STATIC_ROOT),),
+        volumes=(Volume(f"{PROJECT}-static", STATIC_ROOT),),
         aliases=(BACKEND_ALIAS,),
         healthcheck=Healthcheck(("python", "-c", probe)),
         logs=LOGS,
