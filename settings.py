@@ -138,8 +138,6 @@ TOP_LEVEL: tuple[Row, ...] = (
     containers_section(),
 )
 
-_BY_KEY: dict[str, Row] = {spec.key: spec for spec in TOP_LEVEL}
-
 # The keys an operator must set once per stack; nobody else can know them.  tools/render.py
 # fills them with stand-ins (offline.yaml) for the offline plan and says so.
 OPERATOR_KEYS = tuple(s.key for s in TOP_LEVEL

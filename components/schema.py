@@ -292,12 +292,11 @@ class Setting:
 
 @dataclass(frozen=True)
 class Section:
-    """A top-level key holding a map of settings (``roles``: a map per role of that map)."""
+    """A top-level key holding a map of settings (``by_role``: a map per role of that map)."""
     key: str
     fields: tuple[Setting, ...]
     description: str
     required: bool = False
-    roles: tuple[str, ...] = ()
     by_role: bool = False
     """Keys are the project's container roles, whatever they are: which exist is known only
     when the containers are built, so :func:`settle` checks them (``containers``)."""
@@ -402,7 +401,7 @@ def hostname_inside_zone(key: str, zone_key: str = "zone",
 
 def section_defaults(section: Section) -> dict[str, Any]:
     """What the section holds when the stack does not set it (also Pulumi.yaml's default)."""
-    if section.roles or section.by_role or section.each:
+    if section.by_role or section.each:
         return {}
     return {f.key: f.default for f in section.fields
             if f.default is not REQUIRED and f.default is not None}
@@ -453,7 +452,7 @@ def reference_markdown(namespace: str, rows: Iterable[Row]) -> str:
             lines.append(f"| `{namespace}:{spec.key}` | {kind} | {_shown_default(spec)} | "
                          f"{spec.description} |")
             continue
-        prefix = f"{namespace}:{spec.key}" + (".<role>" if spec.roles or spec.by_role else "")
+        prefix = f"{namespace}:{spec.key}" + (".<role>" if spec.by_role else "")
         for item in (spec.each,) if spec.each else spec.fields:
             kind = item.type + (", secret" if item.secret else "")
             default = "required for each image a container uses" if spec.each else \
@@ -556,8 +555,8 @@ class Reader:
             data = None
         if not isinstance(data, dict):
             first = spec.each or spec.fields[0]
-            path = f"{spec.key}.{spec.roles[0]}.{first.key}" if spec.roles else \
-                f"{spec.key}.<role>.{first.key}" if spec.by_role else f"{spec.key}.{first.key}"
+            path = f"{spec.key}.<role>.{first.key}" if spec.by_role else \
+                f"{spec.key}.{first.key}"
             self.fail(spec.key, f"must be a map of settings, got {raw!r}",
                       f"{self.rm_command(spec.key)} && "
                       f"{self.set_command(path, first.example, nested=True)}")
@@ -568,10 +567,6 @@ class Reader:
         if spec.by_role:
             return {role: self._fields(spec, f"{spec.key}.{role}", value)
                     for role, value in data.items()}
-        if spec.roles:
-            self._unknown(data, spec.key, spec.roles, kind="role")
-            return {role: self._fields(spec, f"{spec.key}.{role}", data.get(role))
-                    for role in spec.roles}
         return self._fields(spec, spec.key, data)
 
     def _fields(self, spec: Section, prefix: str, data: Any) -> dict[str, Any] | None:
@@ -588,7 +583,7 @@ class Reader:
                       f"{self.rm_command(f'{prefix}.{name}', nested=True)} && "
                       f"{self.set_command(spec.moved[name], data[name], nested=True)}")
         data = {k: v for k, v in data.items() if k not in spec.moved}
-        self._unknown(data, prefix, tuple(f.key for f in spec.fields), fields=spec.fields)
+        self._unknown(data, prefix, spec.fields)
         values: dict[str, Any] = {}
         for item in spec.fields:
             path = f"{prefix}.{item.key}"
@@ -601,12 +596,13 @@ class Reader:
                 values[item.key] = self.parse(path, item, data[item.key], nested=True)
         return values
 
-    def _unknown(self, data: Mapping[str, Any], prefix: str, known: tuple[str, ...],
-                 kind: str = "setting", fields: tuple[Setting, ...] = ()) -> None:
+    def _unknown(self, data: Mapping[str, Any], prefix: str,
+                 fields: tuple[Setting, ...]) -> None:
+        known = tuple(f.key for f in fields)
         for name in sorted(set(data) - set(known)):
             path = f"{prefix}.{name}"
             close = difflib.get_close_matches(name, known, n=1)
-            problem = f"is not a known {kind}"
+            problem = "is not a known setting"
             fix = self.rm_command(path, nested=True)
             if close:
                 problem += f"; did you mean {close[0]}?"
